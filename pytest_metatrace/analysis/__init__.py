@@ -1,0 +1,1 @@
+"""Analyses on embeddings: linear probes, kNN, retrieval, neighbour agreement, statistics."""
