@@ -1,0 +1,146 @@
+"""A persistent index of image files: content digests and decode checks.
+
+Content digests key every cached embedding, so they must be exact; hashing
+every file on every run would cost a full read of the dataset, so a digest is
+remembered per (path, size, modification time) and recomputed when any of
+them changes. Decode checks (usable or not, why, which conversions) are
+remembered per content digest, so a warm run never decodes an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_metatrace._sqlite import connect
+
+__all__ = ["LOADER_VERSION", "ImageCheck", "ImageIndex", "sha256_file"]
+
+#: Bump when :mod:`pytest_metatrace.data.loading` changes what it accepts or converts.
+LOADER_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, digest TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checks (
+    digest TEXT NOT NULL, loader INTEGER NOT NULL, max_pixels INTEGER NOT NULL,
+    ok INTEGER NOT NULL, info TEXT NOT NULL,
+    PRIMARY KEY (digest, loader, max_pixels)
+) WITHOUT ROWID;
+"""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class ImageCheck:
+    """The outcome of decoding one image once."""
+
+    ok: bool  #: usable
+    reason: str = ""  #: why not, when not usable
+    size: tuple[int, int] = (0, 0)  #: decoded (width, height)
+    mode: str = ""  #: Pillow mode of the file
+    conversions: list[str] = field(default_factory=list)  #: conversions applied on decode
+
+    def to_json(self) -> str:
+        """Serialized form stored in the index."""
+        return json.dumps(
+            {
+                "reason": self.reason,
+                "size": list(self.size),
+                "mode": self.mode,
+                "conversions": self.conversions,
+            }
+        )
+
+    @classmethod
+    def from_row(cls, ok: int, info: str) -> ImageCheck:
+        """Inverse of :meth:`to_json` plus the ``ok`` column."""
+        data: dict[str, Any] = json.loads(info)
+        return cls(
+            ok=bool(ok),
+            reason=data["reason"],
+            size=(int(data["size"][0]), int(data["size"][1])),
+            mode=data["mode"],
+            conversions=list(data["conversions"]),
+        )
+
+
+class ImageIndex:
+    """File digests and decode checks, persisted under the cache directory."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.path = Path(cache_dir) / "images.sqlite"
+        self._local = threading.local()
+
+    @property
+    def _conn(self) -> Any:
+        # One connection per thread: sqlite3 connections are not shareable.
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, _SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def file_digest(self, path: Path) -> str:
+        """Content digest of ``path``, recomputed only when its size or mtime changed."""
+        resolved = str(Path(path).resolve())
+        st = os.stat(resolved)
+        row = self._conn.execute(
+            "SELECT size, mtime_ns, digest FROM files WHERE path = ?", (resolved,)
+        ).fetchone()
+        if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return str(row[2])
+        digest = sha256_file(Path(resolved))
+        self._conn.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+            (resolved, st.st_size, st.st_mtime_ns, digest),
+        )
+        return digest
+
+    def get_check(self, digest: str, max_pixels: int) -> ImageCheck | None:
+        """The remembered check of an image, if any."""
+        row = self._conn.execute(
+            "SELECT ok, info FROM checks WHERE digest = ? AND loader = ? AND max_pixels = ?",
+            (digest, LOADER_VERSION, max_pixels),
+        ).fetchone()
+        return None if row is None else ImageCheck.from_row(row[0], row[1])
+
+    def put_checks(self, checks: dict[str, ImageCheck], max_pixels: int) -> None:
+        """Remember several checks in one transaction."""
+        if not checks:
+            return
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR REPLACE INTO checks VALUES (?, ?, ?, ?, ?)",
+                [
+                    (d, LOADER_VERSION, max_pixels, int(c.ok), c.to_json())
+                    for d, c in checks.items()
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

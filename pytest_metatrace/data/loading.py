@@ -1,0 +1,147 @@
+"""Decode any photo into the RGB image the processing operations start from.
+
+Every conversion that changes pixel values is named in the returned
+:class:`DecodeInfo`, so that datasets count them and the report lists them;
+an image that cannot be used faithfully raises :class:`UnusableImage` with the
+reason, and the dataset skips it and names the file. Nothing is silent.
+
+Choices (also written into the report's provenance section):
+
+- EXIF orientation is applied (``ImageOps.exif_transpose``): the photo is
+  processed the way it is meant to be seen.
+- CMYK, YCbCr, LAB, HSV, 1-bit and grey images are converted with Pillow's
+  ``convert("RGB")``.
+- 16-bit and 32-bit integer grey images (``I;16``, ``I``) are scaled to 8 bits
+  by their bit depth (value >> 8 for 16-bit), not clipped as Pillow's
+  ``convert`` would, which would turn most 16-bit photos white.
+- Float images (``F``) are refused: their range is unknown.
+- Transparency (alpha, or a palette with a transparent index) is flattened
+  onto white, as a viewer shows it.
+- Truncated or corrupt files are refused, never decoded partially.
+- Images above ``max_pixels`` are refused rather than downscaled: processing
+  must run on the full-resolution image.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "DecodeInfo", "UnusableImage", "load_rgb", "to_rgb"]
+
+#: Default ceiling on width x height; about a 100-megapixel photo.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class UnusableImage(Exception):
+    """An image that cannot be used without changing its numbers silently."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class DecodeInfo:
+    """What was done to turn a file into an RGB image."""
+
+    source_mode: str = ""  #: Pillow mode of the decoded file
+    size: tuple[int, int] = (0, 0)  #: final (width, height)
+    conversions: list[str] = field(default_factory=list)  #: e.g. ``["cmyk->rgb", "exif-rotate"]``
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def to_rgb(img: Image.Image, info: DecodeInfo | None = None) -> Image.Image:
+    """Convert an already-decoded image to 8-bit RGB, recording each conversion in ``info``."""
+    info = info if info is not None else DecodeInfo()
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode in ("P", "L", "RGB") and "transparency" in img.info
+    ):
+        info.conversions.append(f"{mode.lower()}+alpha->rgb (flattened on white)")
+        return _flatten_alpha(img)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img)
+        if mode == "I":
+            # 32-bit containers often hold 16-bit data (PNG 16-bit grey decodes to "I").
+            top = int(arr.max()) if arr.size else 0
+            shift = 8 if top < 65536 else 24
+        else:
+            shift = 8
+        info.conversions.append(f"{mode.lower()}->rgb (>>{shift})")
+        grey = (arr.astype(np.int64) >> shift).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if mode == "F":
+        raise UnusableImage("floating-point image (mode F): its value range is unknown")
+    info.conversions.append(f"{mode.lower()}->rgb")
+    return img.convert("RGB")
+
+
+def load_rgb(
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[Image.Image, DecodeInfo]:
+    """Decode a file path or encoded bytes into a fully loaded RGB image.
+
+    Raises :class:`UnusableImage` (with a reason a person can act on) for
+    unreadable, truncated, float-valued or over-sized images.
+    """
+    info = DecodeInfo()
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError as exc:
+        raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
+    # Pillow's own decompression-bomb guard is replaced by max_pixels, checked
+    # from the header before any pixel is decoded.
+    previous_limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(io.BytesIO(data))
+            except UnidentifiedImageError:
+                raise UnusableImage("not an image Pillow can identify") from None
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise UnusableImage(f"cannot open image: {exc}") from None
+            width, height = img.size
+            if width * height > max_pixels:
+                raise UnusableImage(
+                    f"{width}x{height} is over the {max_pixels:,}-pixel limit "
+                    "(raise --metatrace-max-pixels to include it)"
+                )
+            if width == 0 or height == 0:
+                raise UnusableImage(f"empty image ({width}x{height})")
+            info.source_mode = img.mode
+            if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
+                # A global set by other code would let truncated files through.
+                raise UnusableImage(
+                    "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode "
+                    "possibly partial images"
+                )
+            try:
+                img.load()
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise UnusableImage(f"truncated or corrupt image data: {exc}") from None
+            orientation = img.getexif().get(0x0112, 1)
+            if orientation not in (1, None):
+                img = ImageOps.exif_transpose(img)
+                info.conversions.append(f"exif-orientation {orientation} applied")
+            rgb = to_rgb(img, info)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
+    info.size = rgb.size
+    return rgb, info

@@ -1,0 +1,119 @@
+"""The object behind the ``metatrace_embeddings`` fixture.
+
+``embeddings(dataset, split, processing)`` returns the stored embeddings of a
+split under a processing class, extracting whatever is missing first. When
+any unmasked processing class is asked for, all 14 are extracted together:
+each photo is decoded once for all of them, and the batches (hence the
+numbers) do not depend on which audit asked first or on the worker count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_metatrace.data.dataset import Dataset, Split
+from pytest_metatrace.embeddings.extract import Extractor, ExtractStats
+from pytest_metatrace.embeddings.store import EmbeddingStore, View
+from pytest_metatrace.processing import list_processing
+from pytest_metatrace.progress import Progress
+
+__all__ = ["Embeddings"]
+
+
+class Embeddings:
+    """Cached embeddings of one encoder, by dataset, split and processing class."""
+
+    def __init__(
+        self,
+        encoder: Any,
+        *,
+        cache_dir: Path,
+        seed: int = 0,
+        test_fraction: float = 0.5,
+        mask_ratio: float = 0.9,
+        batch_size: int = 64,
+        num_workers: int | None = None,
+        max_pixels: int = 100_000_000,
+        progress: Progress | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.seed = seed
+        self.test_fraction = test_fraction
+        self.mask_ratio = mask_ratio
+        self.store = EmbeddingStore(
+            cache_dir,
+            encoder_fingerprint=encoder.fingerprint,
+            compute_key=f"{encoder.device.type}-{encoder.precision}",
+            encoder_info={"spec": encoder.spec, "fingerprint": encoder.fingerprint},
+        )
+        self.extractor = Extractor(
+            encoder,
+            self.store,
+            lock_dir=Path(cache_dir) / "locks",
+            batch_size=batch_size,
+            num_workers=num_workers,
+            max_pixels=max_pixels,
+            progress=progress,
+        )
+
+    @property
+    def stats(self) -> ExtractStats:
+        """Totals of every extraction this object ran."""
+        return self.extractor.stats
+
+    def split(self, dataset: Dataset) -> Split:
+        """The seeded train/test split every audit of this session uses."""
+        return dataset.split(seed=self.seed, test_fraction=self.test_fraction)
+
+    def labels(self, dataset: Dataset, split: str = "all") -> np.ndarray:
+        """Semantic label indices (into ``dataset.classes``) of a split."""
+        return dataset.label_indices()[self.split(dataset).indices(split)]
+
+    def view(self, processing: str | None, masked: bool | float = False) -> View:
+        """The :class:`View` for a processing class and masking choice."""
+        ratio: float | None
+        if masked is True:
+            ratio = self.mask_ratio
+        elif masked is False:
+            ratio = None
+        else:
+            ratio = float(masked)
+        return View(processing=processing, mask_ratio=ratio, seed=self.seed)
+
+    def many(
+        self,
+        dataset: Dataset,
+        split: str,
+        processings: Sequence[str | None],
+        *,
+        masked: bool | float = False,
+    ) -> dict[str | None, np.ndarray]:
+        """Embeddings of a split under several processing classes, extracting as needed."""
+        wanted = [self.view(p, masked) for p in processings]
+        batch = list(wanted)
+        if any(v.processing is not None and v.mask_ratio is None for v in wanted):
+            # Extract the whole standard set together (see the module docstring).
+            standard = [self.view(p) for p in list_processing()]
+            batch = standard + [v for v in wanted if v not in standard]
+        self.extractor.ensure(dataset, batch)
+        digests = [dataset.items[i].digest for i in self.split(dataset).indices(split)]
+        return {v.processing: self.store.get(v, digests) for v in wanted}
+
+    def __call__(
+        self,
+        dataset: Dataset,
+        split: str = "all",
+        processing: str | None = "jpeg95_444",
+        *,
+        masked: bool | float = False,
+    ) -> np.ndarray:
+        """Embeddings (n_images, dim) of ``split`` under ``processing``, in split order."""
+        return self.many(dataset, split, [processing], masked=masked)[processing]
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()

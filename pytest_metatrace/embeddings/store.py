@@ -1,0 +1,170 @@
+"""The content-addressed embedding store.
+
+One SQLite file per (encoder fingerprint, device type, precision) under
+``<cache dir>/embeddings/``; inside it one row per (view key, image digest).
+The encoder fingerprint covers the architecture, weights digest and
+preprocessing (resize policy included); the view key covers the processing
+class and its parameters, the seed where it changes pixels, the mask ratio
+and the pipeline version; the image digest covers the image bytes. Device type
+and precision are in the file name because they change the numbers
+(autocast, kernels). Everything that changes an embedding is in its key.
+
+Writes are transactions of whole batches: an interrupted run keeps every
+finished batch and the next run computes only what is missing; concurrent
+pytest-xdist workers cannot corrupt the file or duplicate a row (primary key,
+``INSERT OR IGNORE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_metatrace._sqlite import connect
+
+__all__ = ["PIPELINE_VERSION", "EmbeddingStore", "View"]
+
+#: Bump when the extraction pipeline changes its output (decode, processing order, ...).
+PIPELINE_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS emb (
+    view TEXT NOT NULL, image TEXT NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL,
+    PRIMARY KEY (view, image)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS views (view TEXT PRIMARY KEY, description TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class View:
+    """How an image is turned into pixels before the encoder: processing and masking."""
+
+    processing: str | None  #: processing class name, or None for the decoded original
+    mask_ratio: float | None = None  #: center-mask ratio, or None for no mask
+    seed: int = 0  #: seed of randomized processing (interpolation classes)
+
+    def cache_params(self) -> dict[str, Any]:
+        """Everything about this view that changes pixels."""
+        from pytest_metatrace.processing import get_processing
+
+        proc = None
+        if self.processing is not None:
+            proc = get_processing(self.processing).cache_params(self.seed)
+        return {"pipeline": PIPELINE_VERSION, "processing": proc, "mask_ratio": self.mask_ratio}
+
+    @property
+    def key(self) -> str:
+        """Stable hash of :meth:`cache_params`."""
+        text = json.dumps(self.cache_params(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def label(self) -> str:
+        """Readable name, e.g. ``jpeg75_420`` or ``jpeg95_444+mask0.9``."""
+        name = self.processing or "original"
+        return name if self.mask_ratio is None else f"{name}+mask{self.mask_ratio:g}"
+
+
+class EmbeddingStore:
+    """Embeddings of one encoder on one device type and precision."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        encoder_fingerprint: str,
+        compute_key: str,
+        encoder_info: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = (
+            Path(cache_dir) / "embeddings" / f"{encoder_fingerprint[:24]}-{compute_key}.sqlite"
+        )
+        self._conn = connect(self.path, _SCHEMA)
+        if encoder_info is not None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('encoder', ?)",
+                (json.dumps(encoder_info, sort_keys=True, default=str),),
+            )
+
+    def register_view(self, view: View) -> None:
+        """Record what a view key means (for people inspecting the cache)."""
+        self._conn.execute(
+            "INSERT OR IGNORE INTO views VALUES (?, ?)",
+            (view.key, json.dumps({"label": view.label, **view.cache_params()}, sort_keys=True)),
+        )
+
+    def present(self, view: View) -> set[str]:
+        """Digests of images whose embedding under ``view`` is stored."""
+        rows = self._conn.execute("SELECT image FROM emb WHERE view = ?", (view.key,))
+        return {r[0] for r in rows}
+
+    def missing(self, view: View, digests: Iterable[str]) -> list[str]:
+        """Digests (deduplicated, in first-seen order) with no stored embedding under ``view``."""
+        have = self.present(view)
+        out: list[str] = []
+        seen: set[str] = set()
+        for d in digests:
+            if d not in have and d not in seen:
+                seen.add(d)
+                out.append(d)
+        return out
+
+    def put_many(self, rows: Sequence[tuple[View, str, np.ndarray]]) -> int:
+        """Store ``(view, digest, vector)`` rows in one transaction; return how many were new."""
+        if not rows:
+            return 0
+        payload = []
+        for view, digest, vec in rows:
+            arr = np.ascontiguousarray(vec, dtype=np.float32)
+            if arr.ndim != 1 or not np.isfinite(arr).all():
+                raise ValueError(
+                    f"refusing to cache a non-finite or non-vector embedding for {view.label} "
+                    f"of image {digest[:12]} (shape {arr.shape}); check the encoder's output"
+                )
+            payload.append((view.key, digest, int(arr.shape[0]), arr.tobytes()))
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?, ?, ?)", payload)
+            added = conn.total_changes - before
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(added)
+
+    def get(self, view: View, digests: Sequence[str]) -> np.ndarray:
+        """Stacked float32 embeddings of ``digests`` under ``view``, in the given order."""
+        wanted = set(digests)
+        found: dict[str, np.ndarray] = {}
+        for image, dim, blob in self._conn.execute(
+            "SELECT image, dim, vec FROM emb WHERE view = ?", (view.key,)
+        ):
+            if image in wanted:
+                found[image] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        absent = [d for d in digests if d not in found]
+        if absent:
+            raise KeyError(
+                f"{len(absent)} embeddings under {view.label} are not in {self.path} "
+                f"(first: {absent[0][:12]}); extract them first"
+            )
+        if not digests:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([found[d] for d in digests]).astype(np.float32, copy=False)
+
+    def count(self) -> int:
+        """Number of stored embeddings."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM emb").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
