@@ -181,7 +181,8 @@ class Dataset:
 
         Without groups: scikit-learn's ``train_test_split(stratify=labels)``.
         With groups: ``StratifiedGroupKFold`` with ``round(1 / test_fraction)``
-        folds, the first fold held out, so no group is on both sides.
+        folds, the first fold held out, so no group is on both sides. Raises
+        :class:`DatasetError` when a class cannot have images on both sides.
         """
         key = (seed, test_fraction)
         if key in self._splits:
@@ -215,6 +216,19 @@ class Dataset:
                     f"dataset {self.id!r}: cannot make a group-disjoint split ({exc}); "
                     "add groups or lower --metatrace-test-fraction"
                 ) from None
+            # StratifiedGroupKFold only balances classes as well as the groups
+            # allow; a class held by one group lands on one side only.
+            one_sided = [
+                c
+                for k, c in enumerate(self.classes)
+                if not (np.any(labels[train_idx] == k) and np.any(labels[test_idx] == k))
+            ]
+            if one_sided:
+                raise DatasetError(
+                    f"dataset {self.id!r}: classes {one_sided} end up on one side of the "
+                    f"group-disjoint split (seed {seed}); each class needs images from "
+                    "several groups"
+                )
         else:
             from sklearn.model_selection import train_test_split
 
@@ -309,12 +323,12 @@ def check_sources(
             digests.append(None)
             skipped.append(SkippedImage(path, f"cannot read file: {exc.strerror or exc}"))
 
-    unknown = sorted(
-        {d for d in digests if d is not None and index.get_check(d, max_pixels) is None}
-    )
-    first_source = {}
+    unknown_set = {d for d in digests if d is not None and index.get_check(d, max_pixels) is None}
+    unknown = sorted(unknown_set)
+    first_source: dict[str, ImageSource] = {}
     for cand, d in zip(candidates, digests, strict=False):
-        if d in unknown and d not in first_source:
+        # A set, not the sorted list: membership is tested once per candidate.
+        if d in unknown_set and d not in first_source:
             first_source[d] = cand[3]
 
     def _check(digest: str) -> tuple[str, ImageCheck]:

@@ -3,8 +3,12 @@
 Content digests key every cached embedding, so they must be exact; hashing
 every file on every run would cost a full read of the dataset, so a digest is
 remembered per (path, size, modification time) and recomputed when any of
-them changes. Decode checks (usable or not, why, which conversions) are
-remembered per content digest, so a warm run never decodes an image.
+them changes. A file modified within the last two seconds is not remembered:
+on file systems with coarse timestamps (1-2 s on HFS+ / FAT, a few ms on
+older ext4), a second same-size edit in the same tick would otherwise keep
+the old digest ("racily clean", as git calls it). Decode checks (usable or
+not, why, which conversions) are remembered per content digest, so a warm
+run never decodes an image.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_metatrace._sqlite import connect
 
-__all__ = ["LOADER_VERSION", "ImageCheck", "ImageIndex", "sha256_file"]
+__all__ = ["LOADER_VERSION", "RACY_WINDOW_NS", "ImageCheck", "ImageIndex", "sha256_file"]
 
 #: Bump when :mod:`pytest_metatrace.data.loading` changes what it accepts or converts.
-LOADER_VERSION = 1
+#: 2: RGB images with a transparent colour are flattened; empty files named as such.
+LOADER_VERSION = 2
+
+#: Files modified less than this long ago are hashed but not remembered (see ``file_digest``).
+RACY_WINDOW_NS = 2_000_000_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -105,10 +114,11 @@ class ImageIndex:
         if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return str(row[2])
         digest = sha256_file(Path(resolved))
-        self._conn.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-            (resolved, st.st_size, st.st_mtime_ns, digest),
-        )
+        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                (resolved, st.st_size, st.st_mtime_ns, digest),
+            )
         return digest
 
     def get_check(self, digest: str, max_pixels: int) -> ImageCheck | None:

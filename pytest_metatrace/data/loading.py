@@ -15,9 +15,10 @@ Choices (also written into the report's provenance section):
   by their bit depth (value >> 8 for 16-bit), not clipped as Pillow's
   ``convert`` would, which would turn most 16-bit photos white.
 - Float images (``F``) are refused: their range is unknown.
-- Transparency (alpha, or a palette with a transparent index) is flattened
-  onto white, as a viewer shows it.
-- Truncated or corrupt files are refused, never decoded partially.
+- Transparency (alpha, or a palette index / grey level / RGB colour marked
+  transparent) is flattened onto white, as a viewer shows it.
+- Modes Pillow cannot convert to RGB are refused.
+- Empty, truncated or corrupt files are refused, never decoded partially.
 - Images above ``max_pixels`` are refused rather than downscaled: processing
   must run on the full-resolution image.
 """
@@ -25,7 +26,9 @@ Choices (also written into the report's provenance section):
 from __future__ import annotations
 
 import io
-import warnings
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +55,38 @@ class DecodeInfo:
 
     source_mode: str = ""  #: Pillow mode of the decoded file
     size: tuple[int, int] = (0, 0)  #: final (width, height)
-    conversions: list[str] = field(default_factory=list)  #: e.g. ``["cmyk->rgb", "exif-rotate"]``
+    conversions: list[str] = field(default_factory=list)  #: e.g. ``["cmyk->rgb"]``
+
+
+#: EXIF orientation values that ``ImageOps.exif_transpose`` acts on (1 is upright).
+_EXIF_ORIENTATIONS = frozenset(range(2, 9))
+
+# Pillow's decompression-bomb guard is the process-wide ``Image.MAX_IMAGE_PIXELS``
+# and is consulted while loading too (TIFF tiles, GIF frames), not only on open.
+# Loads run in threads (dataset checks, loader workers), so a plain
+# save / set / restore races: one thread restores the value another one set,
+# and the guard stays off for the whole process. A count of loads in flight
+# makes the first one switch the guard off and the last one restore it.
+_GUARD_LOCK = threading.Lock()
+_GUARD_USERS = 0
+_GUARD_SAVED: int | None = None
+
+
+@contextmanager
+def _pillow_guard_off() -> Iterator[None]:
+    global _GUARD_USERS, _GUARD_SAVED
+    with _GUARD_LOCK:
+        if _GUARD_USERS == 0:
+            _GUARD_SAVED = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _GUARD_USERS += 1
+    try:
+        yield
+    finally:
+        with _GUARD_LOCK:
+            _GUARD_USERS -= 1
+            if _GUARD_USERS == 0:
+                Image.MAX_IMAGE_PIXELS = _GUARD_SAVED
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -64,14 +98,23 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
 def to_rgb(img: Image.Image, info: DecodeInfo | None = None) -> Image.Image:
     """Convert an already-decoded image to 8-bit RGB, recording each conversion in ``info``."""
     info = info if info is not None else DecodeInfo()
+    try:
+        return _to_rgb(img, info)
+    except ValueError as exc:
+        # Pillow lacks some conversions (e.g. from "La"): refuse, never guess.
+        raise UnusableImage(f"cannot convert mode {img.mode} to RGB: {exc}") from None
+
+
+def _to_rgb(img: Image.Image, info: DecodeInfo) -> Image.Image:
     mode = img.mode
-    if mode == "RGB":
-        return img
+    # Checked before the plain-RGB shortcut: an RGB PNG may name a transparent colour.
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode in ("P", "L", "RGB") and "transparency" in img.info
     ):
         info.conversions.append(f"{mode.lower()}+alpha->rgb (flattened on white)")
         return _flatten_alpha(img)
+    if mode == "RGB":
+        return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img)
         if mode == "I":
@@ -104,44 +147,41 @@ def load_rgb(
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as exc:
         raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise UnusableImage("empty file (0 bytes)")
     # Pillow's own decompression-bomb guard is replaced by max_pixels, checked
     # from the header before any pixel is decoded.
-    previous_limit = Image.MAX_IMAGE_PIXELS
-    try:
-        Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(io.BytesIO(data))
-            except UnidentifiedImageError:
-                raise UnusableImage("not an image Pillow can identify") from None
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise UnusableImage(f"cannot open image: {exc}") from None
-            width, height = img.size
-            if width * height > max_pixels:
-                raise UnusableImage(
-                    f"{width}x{height} is over the {max_pixels:,}-pixel limit "
-                    "(raise --metatrace-max-pixels to include it)"
-                )
-            if width == 0 or height == 0:
-                raise UnusableImage(f"empty image ({width}x{height})")
-            info.source_mode = img.mode
-            if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
-                # A global set by other code would let truncated files through.
-                raise UnusableImage(
-                    "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode "
-                    "possibly partial images"
-                )
-            try:
-                img.load()
-            except (OSError, ValueError, SyntaxError) as exc:
-                raise UnusableImage(f"truncated or corrupt image data: {exc}") from None
-            orientation = img.getexif().get(0x0112, 1)
-            if orientation not in (1, None):
-                img = ImageOps.exif_transpose(img)
-                info.conversions.append(f"exif-orientation {orientation} applied")
-            rgb = to_rgb(img, info)
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous_limit
+    with _pillow_guard_off():
+        try:
+            img: Image.Image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise UnusableImage("not an image Pillow can identify") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UnusableImage(f"cannot open image: {exc}") from None
+        width, height = img.size
+        if width * height > max_pixels:
+            raise UnusableImage(
+                f"{width}x{height} is over the {max_pixels:,}-pixel limit "
+                "(raise --metatrace-max-pixels to include it)"
+            )
+        if width == 0 or height == 0:
+            raise UnusableImage(f"empty image ({width}x{height})")
+        info.source_mode = img.mode
+        if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
+            # A global set by other code would let truncated files through.
+            raise UnusableImage(
+                "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode "
+                "possibly partial images"
+            )
+        try:
+            img.load()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UnusableImage(f"truncated or corrupt image data: {exc}") from None
+        orientation = img.getexif().get(0x0112, 1)
+        # Only values exif_transpose acts on are reported as applied.
+        if orientation in _EXIF_ORIENTATIONS:
+            img = ImageOps.exif_transpose(img)
+            info.conversions.append(f"exif-orientation {orientation} applied")
+        rgb = to_rgb(img, info)
     info.size = rgb.size
     return rgb, info

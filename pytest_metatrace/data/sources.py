@@ -118,34 +118,56 @@ def _folder_candidates(root: Path) -> tuple[list[tuple[Any, ...]], int]:
 
 
 def _csv_candidates(manifest: Path) -> tuple[list[tuple[Any, ...]], list[str], str | None]:
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        missing = [c for c in ("path", "label") if c not in fields]
-        if missing:
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            return _parse_manifest(manifest, csv.DictReader(fh))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"manifest {manifest} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise DatasetError(f"manifest {manifest} is not valid CSV: {exc}") from None
+
+
+def _parse_manifest(
+    manifest: Path, reader: csv.DictReader[str]
+) -> tuple[list[tuple[Any, ...]], list[str], str | None]:
+    fields = [f.strip() for f in (reader.fieldnames or [])]
+    missing = [c for c in ("path", "label") if c not in fields]
+    if missing:
+        raise DatasetError(
+            f"manifest {manifest} lacks column(s) {missing}; found {fields or 'no header'}. "
+            "The first row must name the columns: path,label[,group,<metadata>...]"
+        )
+    meta_cols = [c for c in fields if c not in ("path", "label", "group")]
+    has_group = "group" in fields
+    candidates: list[tuple[Any, ...]] = []
+    # Keyed by the resolved file, so that "a.jpg" and "./a.jpg" count as one.
+    seen: dict[str, int] = {}
+    for row_raw in reader:
+        line_no = reader.line_num
+        if None in row_raw:
+            # DictReader files values beyond the header under the key None.
             raise DatasetError(
-                f"manifest {manifest} lacks column(s) {missing}; found {fields or 'no header'}. "
-                "The first row must name the columns: path,label[,group,<metadata>...]"
+                f"{manifest}:{line_no}: more values than the {len(fields)} header columns "
+                "(quote values that contain commas)"
             )
-        meta_cols = [c for c in fields if c not in ("path", "label", "group")]
-        has_group = "group" in fields
-        candidates: list[tuple[Any, ...]] = []
-        seen: dict[str, int] = {}
-        for line_no, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            rel, label = row.get("path", ""), row.get("label", "")
-            if not rel or not label:
-                raise DatasetError(f"{manifest}:{line_no}: empty path or label")
-            if rel in seen:
-                raise DatasetError(
-                    f"{manifest}:{line_no}: path {rel!r} already listed on line {seen[rel]}"
-                )
-            seen[rel] = line_no
-            path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
-            group = (row.get("group") or None) if has_group else None
-            meta = {c: row.get(c, "") for c in meta_cols}
-            source: ImageSource = FileSource(str(path.resolve()))
-            candidates.append((rel, label, str(path), source, group, meta))
+        row = {(k or "").strip(): (v or "").strip() for k, v in row_raw.items()}
+        rel, label = row.get("path", ""), row.get("label", "")
+        if not rel or not label:
+            raise DatasetError(f"{manifest}:{line_no}: empty path or label")
+        path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
+        resolved = str(path.resolve())
+        if resolved in seen:
+            raise DatasetError(
+                f"{manifest}:{line_no}: path {rel!r} already listed on line {seen[resolved]}"
+            )
+        seen[resolved] = line_no
+        group = (row.get("group") or None) if has_group else None
+        meta = {c: row.get(c, "") for c in meta_cols}
+        source: ImageSource = FileSource(resolved)
+        candidates.append((rel, label, str(path), source, group, meta))
     if not candidates:
         raise DatasetError(f"manifest {manifest} lists no images")
     return candidates, meta_cols, "group" if has_group else None

@@ -23,6 +23,7 @@ from PIL import Image, ImageEnhance
 __all__ = [
     "INTERP_SCALE_RANGE",
     "PROCESSING_CLASSES",
+    "PROCESSING_VERSION",
     "ProcessingOp",
     "get_processing",
     "interp_scale",
@@ -182,5 +183,5 @@ def get_processing(name: str) -> ProcessingOp:
         close = difflib.get_close_matches(name, PROCESSING_CLASSES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise KeyError(
-            f"unknown processing class {name!r}{hint} Known: {', '.join(PROCESSING_CLASSES)}"
+            f"unknown processing class {name!r}{hint} (known: {', '.join(PROCESSING_CLASSES)})"
         ) from None
