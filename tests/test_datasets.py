@@ -126,6 +126,9 @@ def test_folder_classes_are_sub_folders(folder: Path, cache: Path) -> None:
     assert (ds.id, ds.kind, ds.root) == ("photos", "folder", str(folder.resolve()))
     assert ds.skipped == []
     assert ds.group_column is None
+    # notes.txt and Thumbs.db are not images: counted, and the count reaches the report
+    assert ds.ignored_files == 2
+    assert ds.describe()["ignored_files"] == 2
 
 
 def test_folder_without_class_folders_is_refused(tmp_path: Path, cache: Path) -> None:
@@ -510,6 +513,9 @@ def test_split_is_cached_per_seed_and_fraction() -> None:
     ds = _ds(_items({"a": 6, "b": 6}))
     assert ds.split(seed=4) is ds.split(seed=4)
     assert ds.split(seed=4) is not ds.split(seed=4, test_fraction=1 / 3)
+    # the cached split is shared by every audit: nobody may change it in place
+    with pytest.raises(ValueError, match="read-only"):
+        ds.split(seed=4).train[0] = 99
 
 
 def test_split_with_groups_is_group_disjoint() -> None:

@@ -135,6 +135,7 @@ class Dataset:
     metadata_columns: list[str] = field(default_factory=list)  #: names of ``ImageItem.meta`` keys
     group_column: str | None = None  #: name of the group key column, if any
     max_pixels: int = DEFAULT_MAX_PIXELS  #: decode limit used when checking the images
+    ignored_files: int = 0  #: files without an image extension in a folder dataset
 
     def __post_init__(self) -> None:
         self.items = sorted(self.items, key=lambda it: it.id)
@@ -241,9 +242,14 @@ class Dataset:
                     f"dataset {self.id!r}: cannot split {n} images over {len(counts)} classes "
                     f"with test fraction {test_fraction} ({exc})"
                 ) from None
+        train_arr = np.sort(np.asarray(train_idx, dtype=np.int64))
+        test_arr = np.sort(np.asarray(test_idx, dtype=np.int64))
+        # Splits are cached and shared by every audit: make them immutable.
+        train_arr.setflags(write=False)
+        test_arr.setflags(write=False)
         split = Split(
-            train=np.sort(np.asarray(train_idx, dtype=np.int64)),
-            test=np.sort(np.asarray(test_idx, dtype=np.int64)),
+            train=train_arr,
+            test=test_arr,
             seed=seed,
             test_fraction=test_fraction,
             group_disjoint=has_groups,
@@ -272,6 +278,7 @@ class Dataset:
             "metadata_columns": list(self.metadata_columns),
             "group_column": self.group_column,
             "max_pixels": self.max_pixels,
+            "ignored_files": self.ignored_files,
             "credits": [
                 {
                     "title": c.title,

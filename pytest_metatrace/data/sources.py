@@ -207,9 +207,10 @@ def load_dataset(
     from pytest_metatrace.data.index import ImageIndex
 
     index = ImageIndex(cache_dir)
+    ignored = 0
     try:
         if path.is_dir():
-            candidates, _ignored = _folder_candidates(path)
+            candidates, ignored = _folder_candidates(path)
             meta_cols: list[str] = []
             group_col: str | None = None
             kind = "folder"
@@ -236,4 +237,5 @@ def load_dataset(
         metadata_columns=meta_cols,
         group_column=group_col,
         max_pixels=max_pixels,
+        ignored_files=ignored,
     )
