@@ -1,0 +1,1030 @@
+"""kNN semantic influence: how far processing metadata moves semantic kNN predictions.
+
+PROTOCOL section 5 (paper Sec. 4.1). A test image x is processed with p_i and
+classified by an unweighted top-k majority vote over a training database whose
+images are processed so that metadata agrees or disagrees with the semantic
+label; ``p_j != p_i`` is a second processing class of the same parameter group:
+
+============  ==========================  ===================
+setup         positives (x's label)       negatives
+============  ==========================  ===================
+``all_same``  p_i                         p_i
+``all_diff``  p_j                         p_j
+``pos_same``  p_i                         p_j
+``neg_same``  p_j                         p_i
+``uniform``   drawn per image (seeded)    the same draw
+============  ==========================  ===================
+
+Every training image appears exactly once in every database, under one
+processing class, so each database row is one block of the similarity between
+the queries (under p_i) and the training set under one class. The engine
+computes those K blocks once per chunk of queries and derives every setup from
+them with ``where`` (and a ``gather`` for ``uniform``) instead of building a
+database per query.
+
+Figure data (PROTOCOL section 8): :func:`similarity_distributions` for Fig. 2,
+:func:`neighbor_gallery` for Fig. 9.
+
+Conventions shared by every function here:
+
+* cosine similarity of embeddings L2-normalized in float32 on the engine's
+  device, whatever dtype the caller passes;
+* neighbours with equal similarity are ranked by lower training index;
+* among labels tied for the most votes, the label of the highest-ranked
+  neighbour among them wins;
+* ``device="auto"`` runs on CUDA when available, on CPU otherwise. Float
+  round-off of the matrix products may differ between devices (and could in
+  principle flip an exact near-tie); everything else is identical.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from pytest_metatrace.analysis.stats import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_LEVEL,
+    Interval,
+    bootstrap_mean,
+    bootstrap_mean_diff,
+)
+from pytest_metatrace.results import jsonable
+
+__all__ = [
+    "DEFAULT_K",
+    "DEFAULT_MEMORY_BUDGET_MB",
+    "DEFAULT_SEEDS",
+    "GALLERY_SETUPS",
+    "PAIR_SETUPS",
+    "SETUPS",
+    "SIMILARITY_GROUPS",
+    "UNIFORM_DRAW",
+    "GalleryEntry",
+    "GalleryQuery",
+    "KnnInfluence",
+    "KnnInfluenceResult",
+    "Neighbor",
+    "NeighborGallery",
+    "SetupAccuracy",
+    "SimilarityDistributions",
+    "majority_vote",
+    "neighbor_gallery",
+    "resolve_device",
+    "similarity_distributions",
+    "topk_neighbors",
+    "uniform_draw",
+]
+
+#: The five training databases of PROTOCOL section 5, in the paper's order.
+SETUPS: tuple[str, ...] = ("all_same", "all_diff", "pos_same", "neg_same", "uniform")
+#: The setups defined by an ordered pair (p_i, p_j); ``uniform`` depends on p_i only.
+PAIR_SETUPS: tuple[str, ...] = SETUPS[:4]
+#: Neighbours voting; PROTOCOL: 10 for ImageNet-like sets, 1 for iNaturalist-like sets.
+DEFAULT_K = 10
+#: Seeds of the ``uniform`` draw (PROTOCOL: 0..9).
+DEFAULT_SEEDS: tuple[int, ...] = tuple(range(10))
+#: Default bound on the per-chunk working memory, used to pick the chunk size.
+DEFAULT_MEMORY_BUDGET_MB = 1024
+#: How the ``uniform`` database is drawn, verbatim, for the report.
+UNIFORM_DRAW = (
+    "class index of training image n = np.random.default_rng(seed).integers(0, K, N_train)[n], "
+    "K = number of processing classes in the order given; one draw per seed, shared by "
+    "positives, negatives and every query class"
+)
+#: The four groups of Fig. 2: semantic label x processing class, query vs database entry.
+SIMILARITY_GROUPS: tuple[str, ...] = (
+    "same_label_same_processing",
+    "same_label_diff_processing",
+    "diff_label_same_processing",
+    "diff_label_diff_processing",
+)
+
+Labels = npt.ArrayLike
+Embeddings = Mapping[str, npt.ArrayLike]
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device to compute on: ``"auto"`` picks CUDA when available, else CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available; "
+            "use device='auto' (falls back to CPU) or device='cpu'"
+        )
+    return resolved
+
+
+def uniform_draw(seed: int, n_classes: int, n_train: int) -> npt.NDArray[np.int64]:
+    """Processing-class index of every training image in the ``uniform`` database of ``seed``.
+
+    Exactly ``np.random.default_rng(seed).integers(0, n_classes, n_train)``
+    (see :data:`UNIFORM_DRAW`), so the draw is reproducible outside the engine.
+    """
+    return np.random.default_rng(seed).integers(0, n_classes, n_train).astype(np.int64)
+
+
+def topk_neighbors(sim: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` most similar columns of each row of ``sim``, most similar first.
+
+    Returns ``(values, indices)``, both ``(rows, k)``. Equal similarities are
+    ranked by lower column (training) index, also across the top-k boundary,
+    so the result does not depend on the sort algorithm of the device.
+    """
+    if sim.ndim != 2:
+        raise ValueError(f"expected a 2-D similarity matrix, got shape {tuple(sim.shape)}")
+    rows, n = sim.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"k must lie in [1, {n}] (the number of database entries), got {k}")
+    if k == n:
+        values, indices = torch.sort(sim, dim=1, descending=True, stable=True)
+        return values, indices
+    # One extra neighbour tells whether a tie straddles the top-k boundary: if
+    # the k-th and (k+1)-th values differ, the top-k *set* is unique and only
+    # its internal order needs the index rule; otherwise (rare for real
+    # embeddings, common for duplicates) the row is resolved by a stable sort.
+    values, indices = torch.topk(sim, k + 1, dim=1, largest=True, sorted=True)
+    straddles = values[:, k - 1] == values[:, k]
+    values, indices = values[:, :k], indices[:, :k]
+    indices, perm = torch.sort(indices, dim=1)
+    values = values.gather(1, perm)
+    values, perm = torch.sort(values, dim=1, descending=True, stable=True)
+    indices = indices.gather(1, perm)
+    tied_rows = straddles.nonzero().flatten()
+    if tied_rows.numel():
+        # A quarter of the rows at a time keeps the sort's value + int64 index
+        # temporaries within one similarity block (see KnnInfluence).
+        for batch in torch.split(tied_rows, max(1, rows // 4)):
+            v, i = torch.sort(sim[batch], dim=1, descending=True, stable=True)
+            values[batch] = v[:, :k]
+            indices[batch] = i[:, :k]
+    return values, indices
+
+
+def majority_vote(neighbor_labels: torch.Tensor) -> torch.Tensor:
+    """Unweighted majority vote over each row of ``(rows, k)`` neighbour labels (best first).
+
+    Among labels tied for the most votes, the label of the highest-ranked
+    neighbour among them wins. Returns ``(rows,)`` labels.
+    """
+    if neighbor_labels.ndim != 2 or neighbor_labels.shape[1] == 0:
+        raise ValueError(
+            f"expected (rows, k >= 1) neighbour labels, got shape {tuple(neighbor_labels.shape)}"
+        )
+    # votes[r, a] = how many of row r's neighbours share neighbour a's label;
+    # O(k^2) per row, independent of the number of labels.
+    votes = (neighbor_labels.unsqueeze(2) == neighbor_labels.unsqueeze(1)).sum(dim=2)
+    best = votes.max(dim=1, keepdim=True).values
+    k = neighbor_labels.shape[1]
+    rank = torch.arange(k, device=neighbor_labels.device).expand_as(votes)
+    first = torch.where(votes == best, rank, k).min(dim=1, keepdim=True).values
+    return neighbor_labels.gather(1, first).squeeze(1)
+
+
+def _predict(sim: torch.Tensor, train_codes: torch.Tensor, k: int) -> torch.Tensor:
+    """Predicted label codes for each row of a query x database similarity matrix."""
+    _, indices = topk_neighbors(sim, k)
+    return majority_vote(train_codes[indices])
+
+
+def _score(
+    sim: torch.Tensor, train_codes: torch.Tensor, truth: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predicted label codes and their correctness (0/1 int64) against ``truth``."""
+    pred = _predict(sim, train_codes, k)
+    return pred, (pred == truth).to(torch.int64)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class _Inputs:
+    """Validated, encoded inputs: the normalized database lives on the device."""
+
+    classes: tuple[str, ...]
+    device: torch.device
+    train: torch.Tensor  # (K, N_train, D) float32, L2-normalized
+    train_codes: torch.Tensor  # (N_train,) int64 label codes
+    test: list[npt.NDArray[Any]]  # per class (N_test, D) as given; normalized per chunk
+    test_codes: torch.Tensor  # (N_test,) int64 label codes; unseen labels get codes too
+    label_values: npt.NDArray[Any]  # code -> original label
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train.shape[1])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.test_codes.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[2])
+
+    def queries(self, cls: int, rows: slice | torch.Tensor) -> torch.Tensor:
+        """Normalized test embeddings of processing class ``cls`` for ``rows``."""
+        ids = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.arange(self.n_test)[rows]
+        block = self.test[cls][ids]
+        x = torch.as_tensor(np.asarray(block, dtype=np.float32), device=self.device)
+        return _normalize(x, f"test embeddings of {self.classes[cls]!r}", ids)
+
+
+def _normalize(
+    x: torch.Tensor, what: str, row_ids: npt.NDArray[np.int64] | None = None
+) -> torch.Tensor:
+    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    zero = (norms == 0).flatten().nonzero()
+    if zero.numel():
+        row = int(zero[0]) if row_ids is None else int(row_ids[int(zero[0])])
+        raise ValueError(
+            f"{what}: row {row} has zero norm; cosine similarity is "
+            "undefined (was the embedding cache written completely?)"
+        )
+    if not bool(torch.isfinite(norms).all()):
+        raise ValueError(f"{what}: values too large for float32 (the norm overflows)")
+    normalized: torch.Tensor = x / norms
+    return normalized
+
+
+def _as_2d(values: npt.ArrayLike, what: str) -> npt.NDArray[Any]:
+    arr = np.asarray(values)
+    if arr.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-D (images, dim) array, got shape {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{what}: expected numeric embeddings, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what}: contains NaN or infinite values")
+    return arr
+
+
+def _check_classes(classes: Sequence[str], train: Embeddings, test: Embeddings) -> tuple[str, ...]:
+    if isinstance(classes, str):
+        raise TypeError(f"classes must be a sequence of class names, got the string {classes!r}")
+    names = tuple(classes)
+    if len(names) < 2:
+        raise ValueError(
+            f"kNN influence needs at least 2 processing classes (pairs p_i != p_j), got {names}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"processing classes must be distinct, got {names}")
+    for where, mapping in (("train", train), ("test", test)):
+        missing = [c for c in names if c not in mapping]
+        if missing:
+            raise ValueError(
+                f"unknown processing class(es) {missing} for the {where} embeddings; "
+                f"they hold: {sorted(mapping)}"
+            )
+    return names
+
+
+def _encode_labels(
+    train_labels: Labels, test_labels: Labels, n_train: int, n_test: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
+    tr = np.asarray(train_labels)
+    te = np.asarray(test_labels)
+    for what, arr, n in (("train_labels", tr, n_train), ("test_labels", te, n_test)):
+        if arr.shape != (n,):
+            raise ValueError(
+                f"{what}: expected shape ({n},) to match the embeddings, got {arr.shape}"
+            )
+    if (tr.dtype.kind in "USO") != (te.dtype.kind in "USO"):
+        raise TypeError(
+            f"train and test labels must be of the same kind, got {tr.dtype} and {te.dtype}"
+        )
+    values, codes = np.unique(np.concatenate([tr, te]), return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    return codes[:n_train], codes[n_train:], values
+
+
+def _prepare(
+    train: Embeddings,
+    train_labels: Labels,
+    test: Embeddings,
+    test_labels: Labels,
+    classes: Sequence[str],
+    device: torch.device,
+    k: int | None,
+) -> _Inputs:
+    names = _check_classes(classes, train, test)
+    train_arrays = [_as_2d(train[c], f"train embeddings of {c!r}") for c in names]
+    test_arrays = [_as_2d(test[c], f"test embeddings of {c!r}") for c in names]
+    n_train, dim = train_arrays[0].shape
+    n_test = test_arrays[0].shape[0]
+    for c, arr in zip(names, train_arrays, strict=True):
+        if arr.shape != (n_train, dim):
+            raise ValueError(
+                f"train embeddings of {c!r} have shape {arr.shape}, but {names[0]!r} has "
+                f"{(n_train, dim)}; every class must hold the same images in the same order"
+            )
+    for c, arr in zip(names, test_arrays, strict=True):
+        if arr.shape != (n_test, dim):
+            raise ValueError(
+                f"test embeddings of {c!r} have shape {arr.shape}, expected {(n_test, dim)} "
+                "(same test images under every class, same dimension as the training set)"
+            )
+    if n_train == 0 or n_test == 0:
+        raise ValueError(f"need at least one training and one test image, got {n_train}, {n_test}")
+    if k is not None and not 1 <= k <= n_train:
+        raise ValueError(f"k={k} is out of range: the database holds {n_train} training images")
+    tr_codes, te_codes, values = _encode_labels(train_labels, test_labels, n_train, n_test)
+    database = torch.empty((len(names), n_train, dim), dtype=torch.float32, device=device)
+    for j, (c, arr) in enumerate(zip(names, train_arrays, strict=True)):
+        x = torch.as_tensor(np.asarray(arr, dtype=np.float32), device=device)
+        database[j] = _normalize(x, f"train embeddings of {c!r}")
+    return _Inputs(
+        classes=names,
+        device=device,
+        train=database,
+        train_codes=torch.as_tensor(tr_codes, device=device),
+        test=test_arrays,
+        test_codes=torch.as_tensor(te_codes, device=device),
+        label_values=values,
+    )
+
+
+def _chunk_rows(chunk_size: int | None, bytes_per_row: int, budget_mb: float, n: int) -> int:
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise ValueError(
+                f"chunk_size must be a positive number of test images, got {chunk_size}"
+            )
+        return min(chunk_size, n)
+    return max(1, min(n, int(budget_mb * 2**20) // max(1, bytes_per_row)))
+
+
+def _pick_spread(indices: Sequence[int], n: int) -> list[int]:
+    """``n`` evenly spaced elements of ``indices`` (all of them if there are fewer)."""
+    if n <= 0 or not indices:
+        return []
+    if len(indices) <= n:
+        return list(indices)
+    positions = np.linspace(0, len(indices) - 1, n).round().astype(int)
+    return [int(indices[p]) for p in positions]
+
+
+# --------------------------------------------------------------------------- the five setups
+
+
+@dataclass
+class SetupAccuracy:
+    """kNN accuracy of one setup, overall and broken down."""
+
+    setup: str  #: one of :data:`SETUPS`
+    accuracy: float  #: mean over ordered pairs (and seeds), as an exact ratio of counts
+    #: (K, K) accuracy of queries under class i (row) with second class j (column);
+    #: NaN (``None`` in JSON) on the diagonal. Rows of ``all_same`` and ``uniform``
+    #: are constant because those setups do not depend on j.
+    per_pair: npt.NDArray[np.float64]
+    per_query_class: npt.NDArray[np.float64]  #: (K,) mean of each row of ``per_pair``
+    #: (N_test,) mean correctness of each test image over all pairs (and seeds): the
+    #: unit for paired bootstrap intervals; its mean equals ``accuracy``
+    per_image: npt.NDArray[np.float64]
+    per_seed: npt.NDArray[np.float64] | None = None  #: ``uniform`` only: (seeds,) accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (NaN as ``None``)."""
+        return {
+            "setup": self.setup,
+            "accuracy": self.accuracy,
+            "per_pair": jsonable(self.per_pair),
+            "per_query_class": jsonable(self.per_query_class),
+            "per_image": jsonable(self.per_image),
+            "per_seed": None if self.per_seed is None else jsonable(self.per_seed),
+        }
+
+
+@dataclass
+class KnnInfluenceResult:
+    """The five setups of one parameter group, with the two gaps an audit gates on."""
+
+    setups: dict[str, SetupAccuracy]  #: by name, in :data:`SETUPS` order
+    classes: tuple[str, ...]  #: processing classes, the order of every K axis
+    k: int  #: neighbours voting
+    seeds: tuple[int, ...]  #: seeds of the ``uniform`` draw
+    n_train: int  #: training images (each under every class)
+    n_test: int  #: test images (each under every class)
+    dim: int  #: embedding dimension
+    n_labels: int  #: distinct semantic labels over train and test
+    device: str  #: where it ran
+    chunk_size: int  #: test images per chunk
+    seconds: float  #: wall time of :meth:`KnnInfluence.evaluate`
+    uniform_draw: str = UNIFORM_DRAW  #: how ``uniform`` was drawn
+    #: label code -> original label, for decoding ``predictions``
+    label_values: npt.NDArray[Any] | None = field(default=None, repr=False)
+    #: only with ``keep_predictions``: per setup, predicted label codes, shaped
+    #: (K, K, N_test) for pair setups (-1 on the diagonal) and (K, seeds, N_test) for uniform
+    predictions: dict[str, npt.NDArray[np.int64]] | None = field(default=None, repr=False)
+
+    @property
+    def pos_same_gap(self) -> float:
+        """pos-same minus all-same accuracy: how much agreeing metadata helps."""
+        return self.setups["pos_same"].accuracy - self.setups["all_same"].accuracy
+
+    @property
+    def neg_same_gap(self) -> float:
+        """all-same minus neg-same accuracy: how much misleading metadata hurts."""
+        return self.setups["all_same"].accuracy - self.setups["neg_same"].accuracy
+
+    @property
+    def n_pairs(self) -> int:
+        """Ordered pairs (p_i, p_j), i != j, averaged over."""
+        return len(self.classes) * (len(self.classes) - 1)
+
+    def accuracy(self, setup: str) -> float:
+        """Accuracy of one setup, naming the known setups on error."""
+        try:
+            return self.setups[setup].accuracy
+        except KeyError:
+            raise KeyError(f"unknown setup {setup!r}; known: {', '.join(SETUPS)}") from None
+
+    def intervals(
+        self, *, level: float = DEFAULT_LEVEL, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0
+    ) -> dict[str, Interval]:
+        """Bootstrap intervals over test images: each setup's accuracy and the two gaps.
+
+        Keys: the setup names, ``pos_same_gap`` and ``neg_same_gap`` (paired
+        intervals, so that the shared per-image difficulty cancels).
+        """
+        out = {
+            name: bootstrap_mean(s.per_image, level=level, n_boot=n_boot, seed=seed)
+            for name, s in self.setups.items()
+        }
+        per = {name: s.per_image for name, s in self.setups.items()}
+        out["pos_same_gap"] = bootstrap_mean_diff(
+            per["pos_same"], per["all_same"], level=level, n_boot=n_boot, seed=seed
+        )
+        out["neg_same_gap"] = bootstrap_mean_diff(
+            per["all_same"], per["neg_same"], level=level, n_boot=n_boot, seed=seed
+        )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (``predictions`` and ``label_values`` are left out)."""
+        out: dict[str, Any] = jsonable(
+            {
+                "setups": {name: s.to_dict() for name, s in self.setups.items()},
+                "accuracy": {name: s.accuracy for name, s in self.setups.items()},
+                "pos_same_gap": self.pos_same_gap,
+                "neg_same_gap": self.neg_same_gap,
+                "classes": list(self.classes),
+                "k": self.k,
+                "seeds": list(self.seeds),
+                "n_train": self.n_train,
+                "n_test": self.n_test,
+                "n_pairs": self.n_pairs,
+                "dim": self.dim,
+                "n_labels": self.n_labels,
+                "device": self.device,
+                "chunk_size": self.chunk_size,
+                "seconds": self.seconds,
+                "uniform_draw": self.uniform_draw,
+            }
+        )
+        return out
+
+
+class KnnInfluence:
+    """kNN semantic influence of one processing parameter group (PROTOCOL section 5).
+
+    ``KnnInfluence(k=10).evaluate(train, train_labels, test, test_labels, classes)``
+    classifies every test image under every class p_i against the five
+    training databases, for every ordered pair (p_i, p_j), i != j, and every
+    ``uniform`` seed, and averages.
+
+    Cost and memory. Per chunk of ``c`` test images and query class p_i the
+    engine computes the K similarity blocks ``q_i @ train_j.T`` once (K^2
+    products of (c, D) x (D, N_train) per chunk over all i) and runs
+    ``1 + 3 (K-1) + len(seeds)`` top-k selections of (c, N_train) rows, each
+    database formed in one preallocated buffer by ``where(label match, block_a,
+    block_b)`` or a ``gather`` over the blocks for ``uniform``. Peak memory on
+    the device, besides the caller's arrays, is about::
+
+        4 * K * N_train * D                  # the normalized database (float32)
+      + c * N_train * (4 * K + 9)  bytes     # K blocks (4 B each), the composite
+                                             # buffer (4 B), the label mask (1 B)
+                                             # and tie-resolution temporaries (<= 4 B)
+
+    independent of N_test: the chunk size bounds it whatever the database
+    size. With ``chunk_size=None`` it is chosen so that the second term stays
+    under ``memory_budget_mb`` (at least one image per chunk). For 20k
+    training images, K = 6, D = 512 and the default 1 GiB budget (c = 1626)
+    that is 1.32 GB; measured 1.27 GB (CUDA allocator peak, and CPU peak RSS
+    above baseline; ``bench/bench_knn.py``). ``keep_predictions`` adds
+    ``8 * N_test * K * (4 K + len(seeds))`` bytes.
+    """
+
+    def __init__(
+        self,
+        k: int = DEFAULT_K,
+        *,
+        seeds: Sequence[int] = DEFAULT_SEEDS,
+        device: str | torch.device = "auto",
+        chunk_size: int | None = None,
+        memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+        keep_predictions: bool = False,
+    ) -> None:
+        self.k = k  #: neighbours voting (10 for ImageNet-like sets, 1 for fine-grained ones)
+        self.seeds = tuple(seeds)  #: seeds of the ``uniform`` draw
+        self.device = device  #: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a torch.device
+        self.chunk_size = chunk_size  #: test images per chunk; ``None`` derives it from the budget
+        self.memory_budget_mb = memory_budget_mb  #: per-chunk memory bound for chunk_size=None
+        self.keep_predictions = keep_predictions  #: keep every predicted label (debugging, tests)
+
+    def __repr__(self) -> str:
+        return (
+            f"KnnInfluence(k={self.k}, seeds={self.seeds}, device={self.device!r}, "
+            f"chunk_size={self.chunk_size}, memory_budget_mb={self.memory_budget_mb})"
+        )
+
+    def _check_params(self) -> None:
+        if not isinstance(self.k, (int, np.integer)) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"k must be a positive integer, got {self.k!r}")
+        if not self.seeds:
+            raise ValueError("uniform needs at least one seed (PROTOCOL: seeds 0..9)")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+
+    def evaluate(
+        self,
+        train: Embeddings,
+        train_labels: Labels,
+        test: Embeddings,
+        test_labels: Labels,
+        classes: Sequence[str],
+    ) -> KnnInfluenceResult:
+        """Accuracy of the five setups.
+
+        ``train[c]``: (N_train, D) embeddings of the training images processed
+        with class ``c``, the same images in the same order under every class;
+        ``train_labels``: their (N_train,) semantic labels (ints or strings);
+        ``test[c]`` / ``test_labels`` likewise for the test images; ``classes``:
+        the K >= 2 processing classes of the group, the order of every K axis
+        and of the ``uniform`` draw. Test labels absent from the training set
+        are allowed and always misclassified.
+        """
+        start = time.perf_counter()
+        self._check_params()
+        device = resolve_device(self.device)
+        k = int(self.k)
+        data = _prepare(train, train_labels, test, test_labels, classes, device, k)
+        n_cls, n_train, n_test = len(data.classes), data.n_train, data.n_test
+        n_seeds = len(self.seeds)
+        chunk = _chunk_rows(
+            self.chunk_size, n_train * (4 * n_cls + 9), self.memory_budget_mb, n_test
+        )
+        draws = torch.as_tensor(
+            np.stack([uniform_draw(s, n_cls, n_train) for s in self.seeds]), device=device
+        )
+
+        # Integer counters (on the device), so that accuracies are exact ratios.
+        pair_shape = (len(PAIR_SETUPS), n_cls, n_cls)
+        pair_counts = torch.zeros(pair_shape, dtype=torch.int64, device=device)
+        seed_counts = torch.zeros((n_cls, n_seeds), dtype=torch.int64, device=device)
+        image_counts = torch.zeros((len(SETUPS), n_test), dtype=torch.int64, device=device)
+        keep = self.keep_predictions
+        pair_preds = (
+            torch.full((*pair_shape, n_test), -1, dtype=torch.int64, device=device)
+            if keep
+            else None
+        )
+        uniform_preds = (
+            torch.full((n_cls, n_seeds, n_test), -1, dtype=torch.int64, device=device)
+            if keep
+            else None
+        )
+
+        blocks = torch.empty((n_cls, chunk, n_train), dtype=torch.float32, device=device)
+        buffer = torch.empty((chunk, n_train), dtype=torch.float32, device=device)
+        for lo in range(0, n_test, chunk):
+            hi = min(n_test, lo + chunk)
+            rows = hi - lo
+            truth = data.test_codes[lo:hi]
+            positive = data.train_codes.unsqueeze(0) == truth.unsqueeze(1)
+            sims = blocks[:, :rows]
+            composite = buffer[:rows]
+            for i in range(n_cls):
+                q = data.queries(i, slice(lo, hi))
+                for j in range(n_cls):
+                    torch.mm(q, data.train[j].T, out=sims[j])
+
+                # all_same does not depend on j: one selection serves all K-1 pairs.
+                pred, correct = _score(sims[i], data.train_codes, truth, k)
+                others = [j for j in range(n_cls) if j != i]
+                pair_counts[0, i, others] += correct.sum()
+                image_counts[0, lo:hi] += correct * (n_cls - 1)
+                if pair_preds is not None:
+                    pair_preds[0, i, others, lo:hi] = pred
+                for j in others:
+                    # (positives, negatives) block per setup; PROTOCOL section 5:
+                    # positives share the query's semantic label.
+                    for setup, (pos, neg) in ((1, (j, j)), (2, (i, j)), (3, (j, i))):
+                        # all_diff reads its block directly; the mixed databases
+                        # are formed in the one composite buffer, used at once.
+                        sim = (
+                            sims[pos]
+                            if pos == neg
+                            else torch.where(positive, sims[pos], sims[neg], out=composite)
+                        )
+                        pred, correct = _score(sim, data.train_codes, truth, k)
+                        pair_counts[setup, i, j] += correct.sum()
+                        image_counts[setup, lo:hi] += correct
+                        if pair_preds is not None:
+                            pair_preds[setup, i, j, lo:hi] = pred
+                for s in range(n_seeds):
+                    index = draws[s].view(1, 1, n_train).expand(1, rows, n_train)
+                    torch.gather(sims, 0, index, out=composite.unsqueeze(0))
+                    pred, correct = _score(composite, data.train_codes, truth, k)
+                    seed_counts[i, s] += correct.sum()
+                    image_counts[4, lo:hi] += correct
+                    if uniform_preds is not None:
+                        uniform_preds[i, s, lo:hi] = pred
+        del blocks, buffer
+
+        setups = self._summarize(
+            pair_counts.cpu().numpy(),
+            seed_counts.cpu().numpy(),
+            image_counts.cpu().numpy(),
+            n_cls,
+            n_test,
+            n_seeds,
+        )
+        predictions = None
+        if pair_preds is not None and uniform_preds is not None:
+            pair_np = pair_preds.cpu().numpy()
+            predictions = {name: pair_np[a] for a, name in enumerate(PAIR_SETUPS)}
+            predictions["uniform"] = uniform_preds.cpu().numpy()
+        return KnnInfluenceResult(
+            setups=setups,
+            classes=data.classes,
+            k=k,
+            seeds=self.seeds,
+            n_train=n_train,
+            n_test=n_test,
+            dim=data.dim,
+            n_labels=len(data.label_values),
+            device=str(device),
+            chunk_size=chunk,
+            seconds=time.perf_counter() - start,
+            label_values=data.label_values,
+            predictions=predictions,
+        )
+
+    @staticmethod
+    def _summarize(
+        pair_counts: npt.NDArray[np.int64],
+        seed_counts: npt.NDArray[np.int64],
+        image_counts: npt.NDArray[np.int64],
+        n_cls: int,
+        n_test: int,
+        n_seeds: int,
+    ) -> dict[str, SetupAccuracy]:
+        off_diagonal = ~np.eye(n_cls, dtype=bool)
+        n_pairs = n_cls * (n_cls - 1)
+        out: dict[str, SetupAccuracy] = {}
+        for a, name in enumerate(PAIR_SETUPS):
+            counts = pair_counts[a]
+            per_pair = np.where(off_diagonal, counts / n_test, np.nan)
+            out[name] = SetupAccuracy(
+                setup=name,
+                accuracy=int(counts.sum()) / (n_test * n_pairs),
+                per_pair=per_pair,
+                per_query_class=counts.sum(axis=1) / (n_test * (n_cls - 1)),
+                per_image=image_counts[a] / n_pairs,
+            )
+        per_class = seed_counts.sum(axis=1) / (n_test * n_seeds)
+        out["uniform"] = SetupAccuracy(
+            setup="uniform",
+            accuracy=int(seed_counts.sum()) / (n_test * n_cls * n_seeds),
+            per_pair=np.where(off_diagonal, per_class[:, None], np.nan),
+            per_query_class=per_class,
+            per_image=image_counts[len(PAIR_SETUPS)] / (n_cls * n_seeds),
+            per_seed=seed_counts.sum(axis=0) / (n_test * n_cls),
+        )
+        return {name: out[name] for name in SETUPS}
+
+
+# --------------------------------------------------------------------------- Fig. 2
+
+
+@dataclass
+class SimilarityDistributions:
+    """Histograms of query-database cosine similarity in the four groups of Fig. 2."""
+
+    query_class: str  #: processing class of the queries (test images)
+    classes: tuple[str, ...]  #: the database holds every training image under each of these
+    #: (bins + 1,) fixed bin edges over ``value_range``; bin b is [edges[b], edges[b+1]),
+    #: the last bin closed; similarities outside the range are counted in the end bins
+    edges: npt.NDArray[np.float64]
+    counts: dict[str, npt.NDArray[np.int64]]  #: group (SIMILARITY_GROUPS) -> (bins,) counts
+    n: dict[str, int]  #: group -> number of (query, database entry) pairs
+    mean: dict[str, float]  #: group -> mean similarity (NaN when the group is empty)
+    query_indices: npt.NDArray[np.int64]  #: test images used as queries
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (empty-group means as ``None``)."""
+        out: dict[str, Any] = jsonable(
+            {
+                "query_class": self.query_class,
+                "classes": list(self.classes),
+                "edges": self.edges,
+                "counts": self.counts,
+                "n": self.n,
+                "mean": self.mean,
+                "n_queries": len(self.query_indices),
+                "query_indices": self.query_indices,
+            }
+        )
+        return out
+
+
+def similarity_distributions(
+    train: Embeddings,
+    train_labels: Labels,
+    test: Embeddings,
+    test_labels: Labels,
+    classes: Sequence[str],
+    query_class: str,
+    *,
+    bins: int = 100,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    max_queries: int | None = None,
+    device: str | torch.device = "auto",
+    chunk_size: int | None = None,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+) -> SimilarityDistributions:
+    """Fig. 2 data: similarities of ``query_class`` queries to the training set under every class.
+
+    Each (query, training image, database class) triple falls into one of
+    :data:`SIMILARITY_GROUPS`: same or different semantic label x same or
+    different processing class as the query. Bins are fixed (``bins`` equal
+    bins over ``value_range``, [-1, 1] by default, so that histograms of
+    different encoders share an axis); bin of s = floor((s - lo) * bins /
+    (hi - lo)), clipped to the end bins. ``max_queries`` keeps that many test
+    images, evenly spaced over the test set. Memory per chunk of c queries is
+    about ``c * N_train * 18`` bytes besides the normalized database.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be positive, got {bins}")
+    lo_v, hi_v = (float(v) for v in value_range)
+    if not hi_v > lo_v:
+        raise ValueError(f"value_range must be increasing, got {value_range}")
+    dev = resolve_device(device)
+    data = _prepare(train, train_labels, test, test_labels, classes, dev, None)
+    if query_class not in data.classes:
+        raise ValueError(f"unknown query class {query_class!r}; classes: {list(data.classes)}")
+    qi = data.classes.index(query_class)
+    if max_queries is None or max_queries >= data.n_test:
+        chosen = np.arange(data.n_test, dtype=np.int64)
+    elif max_queries < 1:
+        raise ValueError(f"max_queries must be positive, got {max_queries}")
+    else:
+        chosen = np.unique(np.linspace(0, data.n_test - 1, max_queries).round().astype(np.int64))
+    n_train, n_cls = data.n_train, len(data.classes)
+    chunk = _chunk_rows(chunk_size, n_train * 18, memory_budget_mb, len(chosen))
+
+    counts = torch.zeros(4 * bins, dtype=torch.int64, device=dev)
+    sums = torch.zeros(4, dtype=torch.float64, device=dev)
+    scale = bins / (hi_v - lo_v)
+    for start in range(0, len(chosen), chunk):
+        rows = torch.as_tensor(chosen[start : start + chunk], device=dev)
+        q = data.queries(qi, rows)
+        same = data.train_codes.unsqueeze(0) == data.test_codes[rows].unsqueeze(1)
+        different = ~same
+        for j in range(n_cls):
+            other = 0 if j == qi else 1
+            sim = q @ data.train[j].T
+            # One bincount over keys group * bins + bin fills all four histograms;
+            # groups are ordered as SIMILARITY_GROUPS (label major, processing minor).
+            key = ((sim - lo_v) * scale).floor_().clamp_(0, bins - 1).to(torch.int64)
+            key.add_(different, alpha=2 * bins).add_(other * bins)
+            counts += torch.bincount(key.flatten(), minlength=4 * bins)
+            total = sim.sum(dtype=torch.float64)
+            same_sum = torch.where(same, sim, 0.0).sum(dtype=torch.float64)
+            sums[other] += same_sum
+            sums[2 + other] += total - same_sum
+    counts_np = counts.cpu().numpy().reshape(4, bins)
+    sums_np = sums.cpu().numpy()
+    totals = counts_np.sum(axis=1)
+    return SimilarityDistributions(
+        query_class=query_class,
+        classes=data.classes,
+        edges=np.linspace(lo_v, hi_v, bins + 1),
+        counts={g: counts_np[a] for a, g in enumerate(SIMILARITY_GROUPS)},
+        n={g: int(totals[a]) for a, g in enumerate(SIMILARITY_GROUPS)},
+        mean={
+            g: float(sums_np[a] / totals[a]) if totals[a] else float("nan")
+            for a, g in enumerate(SIMILARITY_GROUPS)
+        },
+        query_indices=chosen,
+    )
+
+
+# --------------------------------------------------------------------------- Fig. 9
+
+#: The setups shown in the neighbour gallery, as in the paper's Fig. 9.
+GALLERY_SETUPS: tuple[str, ...] = ("all_same", "pos_same", "neg_same")
+
+
+@dataclass
+class Neighbor:
+    """One database entry among a query's top-k neighbours."""
+
+    rank: int  #: 0 = most similar
+    train_index: int  #: row of the training set (the lead renders the thumbnail from it)
+    processing: str  #: processing class of this database entry
+    label: Any  #: its semantic label
+    match: bool  #: same semantic label as the query (green border) or not (red)
+    similarity: float  #: cosine similarity to the query
+
+
+@dataclass
+class GalleryEntry:
+    """A query's neighbours and prediction under one setup."""
+
+    setup: str  #: one of :data:`GALLERY_SETUPS`
+    prediction: Any  #: majority-vote label
+    correct: bool  #: prediction equals the query's label
+    neighbors: list[Neighbor]  #: best first
+
+
+@dataclass
+class GalleryQuery:
+    """One query image of the gallery with its neighbours under each setup."""
+
+    test_index: int  #: row of the test set
+    label: Any  #: semantic label
+    processing: str  #: the query's processing class p_i
+    setups: dict[str, GalleryEntry]  #: by setup name
+
+
+@dataclass
+class NeighborGallery:
+    """Fig. 9 data: top-k neighbours of a few queries under all-same / pos-same / neg-same."""
+
+    pair: tuple[str, str]  #: (p_i, p_j): queries under p_i, p_j the other class
+    k: int  #: neighbours shown (and voting)
+    selection: str  #: how the queries were chosen
+    queries: list[GalleryQuery]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out: dict[str, Any] = jsonable(
+            {
+                "pair": list(self.pair),
+                "k": self.k,
+                "selection": self.selection,
+                "queries": [
+                    {
+                        "test_index": q.test_index,
+                        "label": q.label,
+                        "processing": q.processing,
+                        "setups": {
+                            name: {
+                                "setup": e.setup,
+                                "prediction": e.prediction,
+                                "correct": e.correct,
+                                "neighbors": [vars(n) for n in e.neighbors],
+                            }
+                            for name, e in q.setups.items()
+                        },
+                    }
+                    for q in self.queries
+                ],
+            }
+        )
+        return out
+
+
+def _gallery_sims(
+    sim_i: torch.Tensor, sim_j: torch.Tensor, positive: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    return {
+        "all_same": sim_i,
+        "pos_same": torch.where(positive, sim_i, sim_j),
+        "neg_same": torch.where(positive, sim_j, sim_i),
+    }
+
+
+def neighbor_gallery(
+    train: Embeddings,
+    train_labels: Labels,
+    test: Embeddings,
+    test_labels: Labels,
+    classes: Sequence[str],
+    pair: tuple[str, str],
+    *,
+    k: int = 10,
+    query_indices: Sequence[int] | None = None,
+    n_queries: int = 4,
+    device: str | torch.device = "auto",
+    chunk_size: int | None = None,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+) -> NeighborGallery:
+    """Fig. 9 data: each query's top-``k`` neighbours under all-same, pos-same and neg-same.
+
+    Queries are test images under ``pair[0]``; ``pair[1]`` is the other class
+    of pos-same / neg-same. With ``query_indices=None``, ``n_queries`` are
+    chosen deterministically to show the effect: first test images that
+    all-same classifies correctly and neg-same does not, then any other whose
+    correctness differs between the three setups, then the rest; within each
+    tier evenly spaced over the test-set order.
+    """
+    p_i, p_j = pair
+    if p_i == p_j:
+        raise ValueError(f"the pair needs two different processing classes, got {pair}")
+    dev = resolve_device(device)
+    data = _prepare(train, train_labels, test, test_labels, classes, dev, k)
+    for name in pair:
+        if name not in data.classes:
+            raise ValueError(f"unknown class {name!r} in pair; classes: {list(data.classes)}")
+    i, j = data.classes.index(p_i), data.classes.index(p_j)
+    n_train, n_test = data.n_train, data.n_test
+
+    if query_indices is not None:
+        chosen = [int(t) for t in query_indices]
+        bad = [t for t in chosen if not 0 <= t < n_test]
+        if bad:
+            raise ValueError(f"query indices {bad} out of range for {n_test} test images")
+        selection = "given indices"
+    else:
+        if n_queries < 1:
+            raise ValueError(f"n_queries must be positive, got {n_queries}")
+        chunk = _chunk_rows(chunk_size, n_train * 20, memory_budget_mb, n_test)
+        correct: dict[str, list[torch.Tensor]] = {s: [] for s in GALLERY_SETUPS}
+        for lo in range(0, n_test, chunk):
+            hi = min(n_test, lo + chunk)
+            truth = data.test_codes[lo:hi]
+            positive = data.train_codes.unsqueeze(0) == truth.unsqueeze(1)
+            q = data.queries(i, slice(lo, hi))
+            sims = _gallery_sims(q @ data.train[i].T, q @ data.train[j].T, positive)
+            for name, sim in sims.items():
+                correct[name].append(_predict(sim, data.train_codes, k) == truth)
+        ok = {name: torch.cat(parts).cpu().numpy() for name, parts in correct.items()}
+        hurt = ok["all_same"] & ~ok["neg_same"]
+        differ = ~hurt & ~((ok["all_same"] == ok["pos_same"]) & (ok["pos_same"] == ok["neg_same"]))
+        chosen = []
+        for tier in (hurt, differ, ~(hurt | differ)):
+            chosen += _pick_spread(np.flatnonzero(tier).tolist(), n_queries - len(chosen))
+        selection = (
+            "automatic: all-same right and neg-same wrong first, then any change of "
+            "correctness between setups, then the rest; evenly spaced within each tier"
+        )
+
+    rows = torch.as_tensor(chosen, dtype=torch.int64, device=dev)
+    queries: list[GalleryQuery] = []
+    if chosen:
+        q = data.queries(i, rows)
+        truth = data.test_codes[rows]
+        positive = data.train_codes.unsqueeze(0) == truth.unsqueeze(1)
+        sims = _gallery_sims(q @ data.train[i].T, q @ data.train[j].T, positive)
+        top = {name: topk_neighbors(sim, k) for name, sim in sims.items()}
+        labels = data.label_values
+        train_codes = data.train_codes.cpu().numpy()
+        for r, t in enumerate(chosen):
+            query_code = int(truth[r])
+            entries: dict[str, GalleryEntry] = {}
+            for name in GALLERY_SETUPS:
+                values, idx = (x[r].cpu().numpy() for x in top[name])
+                codes = train_codes[idx]
+                match = codes == query_code
+                if name == "all_same":
+                    proc = [p_i] * k
+                elif name == "pos_same":
+                    proc = [p_i if m else p_j for m in match]
+                else:
+                    proc = [p_j if m else p_i for m in match]
+                pred = int(majority_vote(torch.as_tensor(codes).unsqueeze(0))[0])
+                entries[name] = GalleryEntry(
+                    setup=name,
+                    prediction=labels[pred],
+                    correct=pred == query_code,
+                    neighbors=[
+                        Neighbor(
+                            rank=rank,
+                            train_index=int(idx[rank]),
+                            processing=proc[rank],
+                            label=labels[codes[rank]],
+                            match=bool(match[rank]),
+                            similarity=float(values[rank]),
+                        )
+                        for rank in range(k)
+                    ],
+                )
+            queries.append(
+                GalleryQuery(test_index=t, label=labels[query_code], processing=p_i, setups=entries)
+            )
+    return NeighborGallery(pair=(p_i, p_j), k=k, selection=selection, queries=queries)
