@@ -1,0 +1,530 @@
+"""The :class:`Encoder` interface shared by every family, and its torch implementation.
+
+An encoder turns uint8 pixels (from its :class:`~.preprocess.Preprocessor`)
+into float32 embeddings. It owns the model; the preprocessor does not, so that
+only the preprocessor travels to DataLoader workers.
+
+Numerics: :meth:`Encoder.embed` converts uint8 to float on the device with the
+same operations as torchvision's ``ToTensor`` + ``Normalize`` (``/255``, then
+``-mean``, ``/std``, in float32), so its input is bit-identical to the
+family's own transform, on CUDA as on the CPU (checked on an H200). Embeddings
+are bit-reproducible run to run for a given device, precision, memory format
+and batch composition. On the CPU they can differ in the last bits between
+batch sizes (oneDNN picks kernels by shape; ~1e-6), so keep the batch size fixed
+when bit-identity matters; lite0 in bf16 on an H200 gave the same bits for one
+batch of 64 and four of 16. ``channels_last`` (the default for conv nets) is
+about 1.3x faster on CPU and 1.6x on an H200 (lite0, bf16) and moves results by
+~1e-6 against ``contiguous``; device, precision and memory format are left out
+of the fingerprint, so the caller keys them.
+
+torch is imported lazily: this module is imported when the plugin loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_metatrace.encoders.config import PreprocessCfg
+from pytest_metatrace.encoders.errors import EncoderSpecError
+from pytest_metatrace.encoders.preprocess import Preprocessor
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+__all__ = [
+    "DTYPES",
+    "ENCODER_PIPELINE_VERSION",
+    "PRECISIONS",
+    "Encoder",
+    "LoadedModel",
+    "TorchEncoder",
+    "as_embedding",
+    "file_digest",
+    "fingerprint_of",
+    "library_versions",
+    "resolve_device",
+    "resolve_precision",
+    "select_output",
+    "state_dict_digest",
+]
+
+#: Bump when this package changes how pixels become embeddings (resize arithmetic,
+#: normalization, output selection); part of every fingerprint, hence every cache key.
+ENCODER_PIPELINE_VERSION = 1
+
+#: Accepted precisions; ``auto`` resolves to ``bf16`` on CUDA and ``fp32`` elsewhere.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: torch dtype name of each reduced precision, used with ``torch.autocast``.
+DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+#: Accepted memory formats; ``auto`` = ``channels_last`` for convolutional networks.
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+#: Dict keys tried, in order, when a model returns a dict / ModelOutput and no ``output`` is named.
+OUTPUT_KEYS = ("image_embeds", "pooler_output", "embeddings", "embeds", "features")
+
+
+@dataclass
+class LoadedModel:
+    """What a family loader hands to :class:`TorchEncoder`: a model and how to read it."""
+
+    model: Any  #: an ``nn.Module``, or any callable float tensor -> output
+    preprocess: PreprocessCfg  #: the encoder's native preprocessing (overrides applied)
+    architecture: str  #: what builds the model, e.g. ``timm:resnet18`` (+ options)
+    output: str  #: which output is the embedding, in words (part of the fingerprint)
+    weights_source: str  #: where the weights came from, e.g. ``file:/w.pth``, ``hf-hub:org/x``
+    #: sha256 of the weights; None = computed from ``model.state_dict()``
+    weights_digest: str | None = None
+    #: picks the (B, D) tensor from the model's output; None = :func:`select_output`
+    select: Callable[[Any], Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)  #: extra ``describe()`` entries
+    libraries: tuple[str, ...] = ()  #: distributions whose versions ``describe()`` reports
+
+
+class Encoder:
+    """A loaded encoder: uint8 pixels in, float32 embeddings out.
+
+    Subclasses implement :meth:`_forward` (normalized float batch on
+    :attr:`device` -> model output) and may override :meth:`close`.
+    """
+
+    spec: str  #: normalized spec string
+    id: str  #: short id for test ids, e.g. ``lite0`` or ``timm:resnet18``
+    family: str  #: ``timm``, ``open_clip``, ``hf``, ``onnx``, ``py``, ``builtin`` or ``registry``
+    preprocess: PreprocessCfg  #: preprocessing, resize policy included
+    preprocessor: Preprocessor  #: picklable pixel pipeline built from :attr:`preprocess`
+    device: torch.device  #: where the model runs
+    precision: str  #: ``fp32``, ``bf16`` or ``fp16`` (resolved, never ``auto``)
+    memory_format: str  #: ``contiguous`` or ``channels_last`` (resolved)
+    architecture: str  #: what builds the model
+    output: str  #: which output is the embedding
+    weights_source: str  #: where the weights came from
+    weights_digest: str  #: sha256 of the weights (state dict, or file for ONNX)
+    fingerprint: str  #: sha256 of everything that changes the embedding (not device/precision)
+    embed_dim: int  #: D of the (B, D) embeddings
+    n_params: int | None  #: number of parameters, when known
+    details: dict[str, Any]  #: family-specific ``describe()`` entries
+    libraries: tuple[str, ...]  #: distributions whose versions ``describe()`` reports
+
+    def __init__(
+        self,
+        *,
+        spec: str,
+        id: str,
+        family: str,
+        preprocess: PreprocessCfg,
+        device: torch.device,
+        precision: str,
+        architecture: str,
+        output: str,
+        weights_source: str,
+        weights_digest: str,
+        memory_format: str = "contiguous",
+        n_params: int | None = None,
+        details: Mapping[str, Any] | None = None,
+        libraries: Iterable[str] = (),
+    ) -> None:
+
+        self.spec = spec
+        self.id = id
+        self.family = family
+        self.device = device
+        self.precision = precision
+        self.memory_format = memory_format
+        self.architecture = architecture
+        self.output = output
+        self.weights_source = weights_source
+        self.weights_digest = weights_digest
+        self.n_params = n_params
+        self.details = dict(details or {})
+        self.libraries = tuple(dict.fromkeys(("torch", "pillow", *libraries)))
+        self._closed = False
+        self.with_preprocess(preprocess)
+        self.embed_dim = self._probe_dim()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.spec!r}, device={str(self.device)!r}, "
+            f"precision={self.precision!r}, embed_dim={self.embed_dim})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "an Encoder holds its model and must not be pickled; send encoder.preprocessor "
+            "(or encoder.preprocess) to worker processes instead"
+        )
+
+    def __enter__(self) -> Encoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float32 on :attr:`device`, as ToTensor + Normalize compute it."""
+        import torch
+
+        self._check_pixels(pixels)
+        x = pixels.to(self.device, non_blocking=True)
+        # Same operations as normalize_pixels / ToTensor + Normalize, with cached constants.
+        # 255 is a device tensor: CUDA divides by a Python scalar as a multiplication by its
+        # reciprocal (1 ulp off); a tensor divisor gives the IEEE quotient, as on the CPU.
+        x = x.to(torch.float32).div_(self._255)
+        return x.sub_(self._mean).div_(self._std)
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) CPU pixels (maybe pinned) -> unnormalized float32 (B, D) on CPU."""
+        import torch
+
+        if self._closed:
+            raise RuntimeError(f"encoder {self.id!r} was closed; create it again to embed")
+        x = self.normalize(pixels)
+        with torch.inference_mode(), self._autocast():
+            out = as_embedding(self._forward(x), self.id)
+        result = out.to(device="cpu", dtype=torch.float32)
+        # An inference tensor refuses in-place ops later (e.g. an in-place L2 normalization).
+        return result.clone() if result.is_inference() else result
+
+    def embed_images(
+        self,
+        images: Iterable[Image.Image],
+        *,
+        mask_ratio: float | None = None,
+        batch_size: int = 32,
+    ) -> torch.Tensor:
+        """Preprocess and embed PIL images in batches of ``batch_size`` (a convenience)."""
+        import torch
+
+        outs: list[torch.Tensor] = []
+        batch: list[torch.Tensor] = []
+        for img in images:
+            batch.append(self.preprocessor(img, mask_ratio=mask_ratio))
+            if len(batch) == batch_size:
+                outs.append(self.embed(torch.stack(batch)))
+                batch = []
+        if batch:
+            outs.append(self.embed(torch.stack(batch)))
+        if not outs:
+            return torch.empty((0, self.embed_dim), dtype=torch.float32)
+        return torch.cat(outs)
+
+    def _forward(self, x: torch.Tensor) -> Any:
+        """Run the model on a normalized float batch on :attr:`device`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the model (and the GPU memory it holds); :meth:`embed` fails afterwards."""
+        self._closed = True
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description for the report: identity, weights, preprocessing, numerics."""
+        return {
+            "spec": self.spec,
+            "id": self.id,
+            "family": self.family,
+            "architecture": self.architecture,
+            "fingerprint": self.fingerprint,
+            "weights": {"source": self.weights_source, "digest": self.weights_digest},
+            "preprocess": self.preprocess.to_dict(),
+            "output": self.output,
+            "embed_dim": self.embed_dim,
+            "n_params": self.n_params,
+            "device": str(self.device),
+            "precision": self.precision,
+            "memory_format": self.memory_format,
+            "pipeline_version": ENCODER_PIPELINE_VERSION,
+            "libraries": library_versions(self.libraries),
+            **self.details,
+        }
+
+    def with_preprocess(self, preprocess: PreprocessCfg) -> Encoder:
+        """Switch to another preprocessing (same model); the fingerprint follows. Returns self."""
+        import torch
+
+        self.preprocess = preprocess
+        self.preprocessor = Preprocessor(preprocess)
+        self.fingerprint = fingerprint_of(
+            family=self.family,
+            architecture=self.architecture,
+            weights_digest=self.weights_digest,
+            preprocess=preprocess,
+            output=self.output,
+        )
+        self._255 = torch.full((1, 1, 1, 1), 255.0, dtype=torch.float32, device=self.device)
+        self._mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(
+            1, 3, 1, 1
+        )
+        self._std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(
+            1, 3, 1, 1
+        )
+        return self
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=getattr(torch, DTYPES[self.precision]))
+
+    def _check_pixels(self, pixels: torch.Tensor) -> None:
+        import torch
+
+        h, w = self.preprocess.input_size
+        if not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.uint8:
+            raise TypeError(
+                f"Encoder.embed takes uint8 pixels from encoder.preprocessor, got "
+                f"{getattr(pixels, 'dtype', type(pixels))}"
+            )
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, h, w):
+            raise ValueError(
+                f"Encoder.embed takes a (B, 3, {h}, {w}) batch for {self.id!r}, got "
+                f"{tuple(pixels.shape)}; build it with encoder.preprocessor"
+            )
+
+    def _probe_dim(self) -> int:
+        """Embed one black image: checks the output shape early and finds D."""
+        import torch
+
+        h, w = self.preprocess.input_size
+        out = self.embed(torch.zeros((1, 3, h, w), dtype=torch.uint8))
+        return int(out.shape[1])
+
+
+class TorchEncoder(Encoder):
+    """An encoder around a torch model (``nn.Module``) or any callable on tensors."""
+
+    def __init__(self, loaded: LoadedModel, **kwargs: Any) -> None:
+        import torch
+
+        device: torch.device = kwargs["device"]
+        memory_format = kwargs.pop("memory_format", "auto")
+        model = loaded.model
+        n_params: int | None = None
+        weights_digest = loaded.weights_digest
+        if isinstance(model, torch.nn.Module):
+            if weights_digest is None:
+                weights_digest = state_dict_digest(model.state_dict())
+            n_params = sum(p.numel() for p in model.parameters())
+            model.eval().requires_grad_(False)
+            if memory_format == "auto":
+                memory_format = "channels_last" if is_conv_net(model) else "contiguous"
+            model.to(device)
+            if memory_format == "channels_last":
+                model.to(memory_format=torch.channels_last)
+        else:
+            if weights_digest is None:
+                raise EncoderSpecError(
+                    f"{loaded.architecture}: a model without state_dict() needs a weights digest"
+                )
+            memory_format = "contiguous" if memory_format == "auto" else memory_format
+        if memory_format not in MEMORY_FORMATS[1:]:
+            raise EncoderSpecError(
+                f"memory_format must be one of {list(MEMORY_FORMATS)}, got {memory_format!r}"
+            )
+        self.model: Any = model
+        self._select = loaded.select or select_output
+        super().__init__(
+            preprocess=loaded.preprocess,
+            architecture=loaded.architecture,
+            output=loaded.output,
+            weights_source=loaded.weights_source,
+            weights_digest=weights_digest,
+            memory_format=memory_format,
+            n_params=n_params,
+            details=loaded.details,
+            libraries=loaded.libraries,
+            **kwargs,
+        )
+
+    def _forward(self, x: torch.Tensor) -> Any:
+        import torch
+
+        if self.memory_format == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._select(self.model(x))
+
+    def close(self) -> None:
+        """Drop the model and release cached CUDA memory."""
+        import gc
+
+        import torch
+
+        super().close()
+        self.model = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+# -- helpers shared by the families ------------------------------------------------------
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is checked and returned."""
+    import torch
+
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise EncoderSpecError(
+            f"bad device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EncoderSpecError(
+            f"device {device!r} asked for CUDA but torch.cuda.is_available() is False; "
+            "use device='auto' or 'cpu'"
+        )
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` (autocast) on CUDA, ``fp32`` elsewhere; others are checked."""
+    if precision not in PRECISIONS:
+        raise EncoderSpecError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def is_conv_net(model: Any) -> bool:
+    """Whether ``model`` is convolutional: more than a patch-embedding's worth of Conv2d."""
+    import torch
+
+    convs = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return convs > 2
+
+
+def select_output(out: Any, key: str | None = None) -> Any:
+    """The embedding tensor from a model's output.
+
+    A tensor is returned as is; a tuple / list gives its first element (timm and open_clip
+    towers that also return tokens put the pooled output first); a dict or transformers
+    ``ModelOutput`` gives ``out[key]``, or the first of :data:`OUTPUT_KEYS` it holds.
+    """
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, Mapping):
+        if key is not None:
+            if key not in out:
+                raise EncoderSpecError(
+                    f"the model's output has no {key!r}; it has {list(out)}; "
+                    "pick one with ?output=<key>"
+                )
+            return out[key]
+        for k in OUTPUT_KEYS:
+            if out.get(k) is not None:
+                return out[k]
+        raise EncoderSpecError(
+            f"cannot tell which of the model's outputs {list(out)} is the embedding; "
+            "name it with ?output=<key>"
+        )
+    if isinstance(out, (tuple, list)) and out:
+        return select_output(out[0], key)
+    raise EncoderSpecError(f"the model returned {type(out).__name__}, not a tensor, tuple or dict")
+
+
+def as_embedding(out: Any, name: str) -> torch.Tensor:
+    """Check that ``out`` is (B, D); (B, D, 1, 1) feature maps are flattened."""
+    import torch
+
+    picked = out if isinstance(out, torch.Tensor) else select_output(out)
+    if not isinstance(picked, torch.Tensor):
+        raise EncoderSpecError(f"encoder {name!r} returned {type(picked).__name__}, not a tensor")
+    t: torch.Tensor = picked
+    if t.ndim == 4 and t.shape[2:] == (1, 1):
+        t = t.flatten(1)
+    if t.ndim != 2:
+        raise EncoderSpecError(
+            f"encoder {name!r} returned shape {tuple(t.shape)}, not (batch, dim); return pooled "
+            "features (e.g. the CLS token or a global average), or pick another ?output="
+        )
+    return t
+
+
+def state_dict_digest(state_dict: Mapping[str, Any]) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor, in name order.
+
+    It depends on the values only, so weights loaded from a .pth, a .safetensors
+    or a hub give the same digest.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not isinstance(t, torch.Tensor):
+            continue
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint_of(
+    *,
+    family: str,
+    architecture: str,
+    weights_digest: str,
+    preprocess: PreprocessCfg,
+    output: str,
+) -> str:
+    """sha256 of what changes an embedding: family, architecture, weights, preprocessing, output.
+
+    Device, precision and memory format are left out on purpose: the caller keys them
+    separately, so that one fingerprint names one model whatever hardware runs it.
+    """
+    payload = {
+        "pipeline_version": ENCODER_PIPELINE_VERSION,
+        "family": family,
+        "architecture": architecture,
+        "weights_digest": weights_digest,
+        "preprocess": preprocess.to_dict(),
+        "output": output,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def library_versions(names: Sequence[str]) -> dict[str, str | None]:
+    """Installed version of each distribution (None when absent)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def expand_path(text: str) -> Path:
+    """``~`` expanded, made absolute (not resolved: symlinked caches keep their names)."""
+    return Path(os.path.abspath(os.path.expanduser(text)))

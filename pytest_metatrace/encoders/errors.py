@@ -1,0 +1,12 @@
+"""The one exception every encoder problem raises."""
+
+from __future__ import annotations
+
+__all__ = ["LIST_HINT", "EncoderSpecError"]
+
+#: Appended to "unknown name" messages so that users know where the names are listed.
+LIST_HINT = "`pytest --metatrace-list-encoders` lists them"
+
+
+class EncoderSpecError(ValueError):
+    """An encoder spec that cannot be parsed, found or loaded; the message names the fix."""
