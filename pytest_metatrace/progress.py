@@ -2,7 +2,8 @@
 
 Output goes through a ``write`` callback so that the plugin can route it to
 the terminal with pytest's capture suspended; lines are rate-limited so a CI
-log stays short (one line every ``interval`` seconds plus a final line).
+log stays short (one line every ``interval`` seconds plus a final line). On a
+terminal, an ``update`` callback may redraw one line in place instead.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ class Progress:
         self,
         write: Callable[[str], None],
         *,
+        update: Callable[[str], None] | None = None,
         interval: float = 5.0,
         unit: str = "img",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write = write
+        self._update = update
         self._interval = interval
         self._unit = unit
         self._clock = clock
@@ -61,7 +64,7 @@ class Progress:
         now = self._clock()
         if now - self._last >= self._interval and self._done < self._total:
             self._last = now
-            self._write(self._line(now))
+            (self._update or self._write)(self._line(now))
 
     def _line(self, now: float) -> str:
         elapsed = now - self._t0

@@ -10,6 +10,7 @@ listed in ``skipped`` with the reason, and pixel conversions are counted in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -163,7 +164,7 @@ class Dataset:
         lookup = {c: i for i, c in enumerate(self.classes)}
         return np.array([lookup[it.label] for it in self.items], dtype=np.int64)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """SHA-256 over every item's id, label, group, metadata and content digest."""
         h = hashlib.sha256()

@@ -50,6 +50,9 @@ class Embeddings:
             compute_key=f"{encoder.device.type}-{encoder.precision}",
             encoder_info={"spec": encoder.spec, "fingerprint": encoder.fingerprint},
         )
+        # (dataset fingerprint, view key) pairs known complete in this process:
+        # later calls read the store without asking the extractor again.
+        self._complete: set[tuple[str, str]] = set()
         self.extractor = Extractor(
             encoder,
             self.store,
@@ -99,7 +102,11 @@ class Embeddings:
             # Extract the whole standard set together (see the module docstring).
             standard = [self.view(p) for p in list_processing()]
             batch = standard + [v for v in wanted if v not in standard]
-        self.extractor.ensure(dataset, batch)
+        fingerprint = dataset.fingerprint
+        todo = [v for v in batch if (fingerprint, v.key) not in self._complete]
+        if todo:
+            self.extractor.ensure(dataset, todo)
+            self._complete.update((fingerprint, v.key) for v in todo)
         digests = [dataset.items[i].digest for i in self.split(dataset).indices(split)]
         return {v.processing: self.store.get(v, digests) for v in wanted}
 

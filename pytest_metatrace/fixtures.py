@@ -1,0 +1,238 @@
+"""The fixtures audits use: encoder, dataset, embeddings and the recorder.
+
+``metatrace_encoder`` and ``metatrace_dataset`` are session-scoped and
+parametrized by the plugin (one instance per ``--metatrace-encoder`` /
+``--metatrace-data``), so pytest sets each encoder up once and tears it down
+before the next, keeping one model in (GPU) memory at a time. Heavy imports
+happen inside the fixtures, never at plugin load.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_metatrace.gating import (
+    DEFAULT_THRESHOLDS,
+    ThresholdError,
+    ThresholdSpec,
+    evaluate_gate,
+    parse_threshold,
+    parse_threshold_lines,
+    resolve_threshold,
+)
+from pytest_metatrace.options import get_option, resolved_options
+from pytest_metatrace.results import GateOutcome, Record
+from pytest_metatrace.session import PROP_DATASET, PROP_ENCODER, PROP_RECORD
+from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir, make_progress
+
+if TYPE_CHECKING:
+    from pytest_metatrace.data import Dataset
+    from pytest_metatrace.embeddings import Embeddings
+    from pytest_metatrace.encoders import Encoder
+
+__all__ = [
+    "Recorder",
+    "metatrace_dataset",
+    "metatrace_embeddings",
+    "metatrace_encoder",
+    "metatrace_record",
+    "metatrace_settings",
+]
+
+
+def _state(config: pytest.Config) -> ProcessState:
+    return config.stash[STATE_KEY]
+
+
+@pytest.fixture(scope="session")
+def metatrace_settings(pytestconfig: pytest.Config) -> dict[str, Any]:
+    """Every ``--metatrace-*`` option, resolved (command line > ini > default), by name."""
+    return resolved_options(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def metatrace_encoder(request: pytest.FixtureRequest) -> Iterator[Encoder]:
+    """The encoder under audit, loaded from one ``--metatrace-encoder`` spec."""
+    from pytest_metatrace.encoders import EncoderSpecError, create_encoder
+
+    config = request.config
+    spec = getattr(request, "param", None) or get_option(config, "encoder")[0]
+    state = _state(config)
+    try:
+        encoder = create_encoder(
+            spec,
+            device=get_option(config, "device"),
+            precision=get_option(config, "precision"),
+            resize_policy=get_option(config, "resize-policy"),
+            registry=state.encoder_registry(config),
+            cache_dir=cache_dir(config) / "weights",
+        )
+    except EncoderSpecError as exc:
+        pytest.fail(f"cannot load encoder {spec!r}: {exc}", pytrace=False)
+    state.encoders[encoder.id] = encoder.describe()
+    try:
+        yield encoder
+    finally:
+        emb = state.embeddings.pop(encoder.id, None)
+        if emb is not None:
+            state.retire(emb)
+            emb.close()
+        encoder.close()
+
+
+@pytest.fixture(scope="session")
+def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
+    """The dataset under audit, from one ``--metatrace-data`` spec."""
+    from pytest_metatrace.data import DatasetError, load_dataset
+
+    config = request.config
+    spec = getattr(request, "param", None) or get_option(config, "data")[0]
+    state = _state(config)
+    try:
+        dataset = load_dataset(
+            spec,
+            cache_dir=cache_dir(config),
+            max_pixels=get_option(config, "max-pixels"),
+            registry=state.dataset_registry(config),
+            progress=make_progress(config),
+        )
+        split = dataset.split(
+            seed=get_option(config, "seed"), test_fraction=get_option(config, "test-fraction")
+        )
+    except DatasetError as exc:
+        pytest.fail(f"cannot load dataset {spec!r}: {exc}", pytrace=False)
+    state.datasets[dataset.id] = dataset.describe(split)
+    if dataset.skipped:
+        shown = "; ".join(f"{s.path}: {s.reason}" for s in dataset.skipped[:5])
+        more = (
+            f" (and {len(dataset.skipped) - 5} more, listed in the report)"
+            if len(dataset.skipped) > 5
+            else ""
+        )
+        make_progress(config).write(
+            f"metatrace: dataset {dataset.id}: skipped {len(dataset.skipped)} image(s): "
+            f"{shown}{more}"
+        )
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequest) -> Embeddings:
+    """``embeddings(dataset, split="all", processing="jpeg95_444", masked=False) -> (n, dim)``.
+
+    Cached on disk; missing embeddings are extracted on first use.
+    """
+    from pytest_metatrace.embeddings import Embeddings
+
+    config = request.config
+    state = _state(config)
+    emb = state.embeddings.get(metatrace_encoder.id)
+    if emb is None:
+        workers = get_option(config, "workers")
+        emb = Embeddings(
+            metatrace_encoder,
+            cache_dir=cache_dir(config),
+            seed=get_option(config, "seed"),
+            test_fraction=get_option(config, "test-fraction"),
+            mask_ratio=get_option(config, "mask-ratio"),
+            batch_size=get_option(config, "batch-size"),
+            num_workers=None if workers < 0 else workers,
+            max_pixels=get_option(config, "max-pixels"),
+            progress=make_progress(config),
+        )
+        state.embeddings[metatrace_encoder.id] = emb
+    return emb
+
+
+class Recorder:
+    """Stores records of the current test and gates them against thresholds."""
+
+    def __init__(self, item: pytest.Item, state: ProcessState) -> None:
+        self._item = item
+        self._state = state
+        self.records: list[Record] = []
+        self.failures: list[GateOutcome] = []
+
+    def _attach(self, name: str, payload: dict[str, Any]) -> None:
+        self._item.user_properties.append((name, json.dumps(payload, sort_keys=True)))
+
+    def __call__(self, record: Record) -> Record:
+        """Record ``record`` (with provenance) for the report and ``--metatrace-json``."""
+        enc = self._state.encoders.get(record.encoder)
+        ds = self._state.datasets.get(record.dataset)
+        # Descriptions travel once per process; the controller deduplicates.
+        if enc is not None and record.encoder not in self._state.sent_encoders:
+            self._attach(PROP_ENCODER, enc)
+            self._state.sent_encoders.add(record.encoder)
+        if ds is not None and record.dataset not in self._state.sent_datasets:
+            self._attach(PROP_DATASET, ds)
+            self._state.sent_datasets.add(record.dataset)
+        prov = {
+            "nodeid": self._item.nodeid,
+            "worker": self._state.worker_id,
+            "encoder_fingerprint": enc.get("fingerprint") if enc else None,
+            "dataset_fingerprint": ds.get("fingerprint") if ds else None,
+            "seed": get_option(self._item.config, "seed"),
+            "versions": self._state.versions(),
+        }
+        record.provenance = {**prov, **record.provenance}
+        self._attach(PROP_RECORD, record.to_dict())
+        self.records.append(record)
+        return record
+
+    def _threshold_sources(self) -> list[tuple[str, dict[str, ThresholdSpec]]]:
+        config = self._item.config
+        try:
+            cli = parse_threshold_lines(
+                config.getoption("metatrace_threshold", default=None) or [], "--metatrace-threshold"
+            )
+            ini = parse_threshold_lines(config.getini("metatrace_threshold") or [], "ini")
+            marker: dict[str, ThresholdSpec] = {}
+            for mark in reversed(list(self._item.iter_markers("metatrace_threshold"))):
+                marker.update(_marker_thresholds(mark))
+            defaults = {k: parse_threshold(v) for k, v in DEFAULT_THRESHOLDS.items()}
+        except ThresholdError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        return [("command line", cli), ("marker", marker), ("ini", ini), ("default", defaults)]
+
+    def gate(self, record: Record, key: str, *, what: str) -> GateOutcome | None:
+        """Resolve ``key``'s threshold, attach the outcome to ``record`` and record it.
+
+        Does not fail the test by itself; call :meth:`assert_gates` after the
+        last gate so that one test reports all of its failing gates at once.
+        """
+        resolved = resolve_threshold(key, self._threshold_sources())
+        try:
+            record.gate = evaluate_gate(record, key, resolved, what=what)
+        except ThresholdError as exc:
+            raise pytest.UsageError(f"{key}: {exc}") from None
+        self(record)
+        if record.gate is not None and not record.gate.passed:
+            self.failures.append(record.gate)
+        return record.gate
+
+    def assert_gates(self) -> None:
+        """Fail the test (without a traceback) if any gate of it failed."""
+        if self.failures:
+            pytest.fail("\n\n".join(g.message for g in self.failures), pytrace=False)
+
+
+def _marker_thresholds(mark: pytest.Mark) -> dict[str, ThresholdSpec]:
+    out: dict[str, ThresholdSpec] = {}
+    for arg in mark.args:
+        if isinstance(arg, dict):
+            out.update({str(k): parse_threshold(v) for k, v in arg.items()})
+        else:
+            out["*"] = parse_threshold(arg)
+    out.update({str(k): parse_threshold(v) for k, v in mark.kwargs.items()})
+    return out
+
+
+@pytest.fixture
+def metatrace_record(request: pytest.FixtureRequest) -> Recorder:
+    """Record results with ``metatrace_record(Record(...))``; gate them with ``.gate()``."""
+    return Recorder(request.node, _state(request.config))  # type: ignore[arg-type]

@@ -1,0 +1,354 @@
+"""The pytest11 entry point: options, hooks, parametrization, collection checks, reporting.
+
+Loading this module imports only pytest and the standard library (plus this
+package's light modules), so ``pytest --help`` in a project that never uses
+the plugin stays fast. Encoders, datasets, torch and friends are imported by
+the fixtures, when an audit asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_metatrace import hookspec
+from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in this module
+    metatrace_dataset,
+    metatrace_embeddings,
+    metatrace_encoder,
+    metatrace_record,
+    metatrace_settings,
+)
+from pytest_metatrace.options import add_options, get_option, resolved_options
+from pytest_metatrace.session import PROP_EXTRACT, MetatraceSession
+from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
+
+SESSION_KEY = pytest.StashKey[MetatraceSession]()
+PROP_USED = "metatrace_used"
+_FIXTURES = (
+    "metatrace_encoder",
+    "metatrace_dataset",
+    "metatrace_embeddings",
+    "metatrace_record",
+    "metatrace_settings",
+)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Register the plugin's own hooks (see :mod:`pytest_metatrace.hookspec`)."""
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the ``metatrace`` option group and the ini twins."""
+    add_options(parser)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Handle ``--metatrace-list-encoders``: print the names and spec forms, then exit."""
+    if not get_option(config, "list-encoders"):
+        return None
+    from pytest_metatrace.encoders import FAMILIES, session_registry
+
+    config._do_configure()  # conftest hooks must be registered before asking them
+    try:
+        registry = session_registry()
+        config.hook.pytest_metatrace_register_encoders(registry=registry)
+        tw = config.get_terminal_writer()
+        tw.line("Registered encoder names (--metatrace-encoder=NAME):", bold=True)
+        for name, description in registry.describe().items():
+            tw.line(f"  {name:<24} {description}")
+        tw.line("")
+        tw.line("Spec forms (--metatrace-encoder=SPEC):", bold=True)
+        for form in FAMILIES.values():
+            tw.line(f"  {form}")
+    finally:
+        config._ensure_unconfigure()
+    return 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Create the per-process state; check every option's value early."""
+    config.addinivalue_line(
+        "markers",
+        "metatrace_threshold(value_or_mapping): gate threshold for this test's metatrace gates: "
+        "a value (0.6, 60%, chance+0.3) for all of them, or a dict {key pattern: value}",
+    )
+    worker = config.workerinput["workerid"] if _is_worker(config) else "master"  # type: ignore[attr-defined]
+    config.stash[STATE_KEY] = ProcessState(worker_id=worker)
+    session = MetatraceSession(config)
+    config.stash[SESSION_KEY] = session
+    if not _is_worker(config):
+        config.pluginmanager.register(Controller(session), "metatrace-controller")
+    resolved_options(config)  # a bad value is a UsageError now, not after an hour of work
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """One header line naming the encoders, datasets and device of this run."""
+    if not _uses_plugin_args(config):
+        return None
+    return [
+        f"metatrace: encoders {', '.join(get_option(config, 'encoder'))}; "
+        f"data {', '.join(get_option(config, 'data'))}; device {get_option(config, 'device')}; "
+        f"cache {get_option(config, 'cache-dir') or '.metatrace_cache'}"
+    ]
+
+
+def _uses_plugin_args(config: pytest.Config) -> bool:
+    return any(str(a).startswith("--metatrace") for a in config.invocation_params.args)
+
+
+def _encoder_ids(specs: list[str]) -> list[str]:
+    from pytest_metatrace.encoders import EncoderSpecError, parse_spec
+
+    ids = []
+    for spec in specs:
+        try:
+            ids.append(parse_spec(spec).short_id)
+        except EncoderSpecError:
+            ids.append(spec)  # reported properly at the end of collection
+    return ids
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One session-scoped instance per ``--metatrace-encoder`` / ``--metatrace-data``."""
+    config = metafunc.config
+    if "metatrace_encoder" in metafunc.fixturenames:
+        specs = get_option(config, "encoder")
+        metafunc.parametrize(
+            "metatrace_encoder", specs, indirect=True, scope="session", ids=_encoder_ids(specs)
+        )
+    if "metatrace_dataset" in metafunc.fixturenames:
+        from pytest_metatrace.data import dataset_id
+
+        specs = get_option(config, "data")
+        metafunc.parametrize(
+            "metatrace_dataset",
+            specs,
+            indirect=True,
+            scope="session",
+            ids=[dataset_id(s) for s in specs],
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Fail at collection, with a fix, on an unusable encoder or dataset spec."""
+    used = {
+        name for item in items for name in getattr(item, "fixturenames", ()) if name in _FIXTURES
+    }
+    state = config.stash[STATE_KEY]
+    if used & {"metatrace_encoder", "metatrace_embeddings"}:
+        from pytest_metatrace.encoders import EncoderSpecError, validate_spec
+
+        registry = state.encoder_registry(config)
+        for spec in get_option(config, "encoder"):
+            try:
+                validate_spec(spec, registry=registry, check_available=True)
+            except EncoderSpecError as exc:
+                raise pytest.UsageError(f"--metatrace-encoder={spec}: {exc}") from None
+    if "metatrace_dataset" in used:
+        registry = state.dataset_registry(config)
+        for spec in get_option(config, "data"):
+            if spec != "demo" and registry.get(spec) is None and not Path(spec).exists():
+                import difflib
+
+                close = difflib.get_close_matches(spec, ["demo", *registry.names()], n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise pytest.UsageError(
+                    f"--metatrace-data={spec}: no such folder, manifest or registered dataset."
+                    f"{hint} Use 'demo', an image folder (one sub-folder per class), a CSV "
+                    "manifest (path,label[,group,...]) or a name registered by the "
+                    "pytest_metatrace_register_datasets hook."
+                )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach extraction counts (and a marker that the test used the plugin) to the report."""
+    if call.when == "teardown":
+        state = item.config.stash[STATE_KEY]
+        delta = state.extract_delta()
+        if delta:
+            item.user_properties.append((PROP_EXTRACT, json.dumps(delta)))
+        if any(name in _FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.user_properties.append((PROP_USED, "1"))
+    return (yield)
+
+
+def _choices(config: pytest.Config) -> list[dict[str, str]]:
+    """Every protocol choice made by this run, for the report's provenance section."""
+    opts = resolved_options(config)
+    return [
+        {
+            "topic": "Processing order",
+            "choice": "Pillow processing on the full-resolution decoded RGB image, then the "
+            "encoder's resize / crop / normalize (PROTOCOL section 1)",
+            "reason": "as in the paper",
+        },
+        {
+            "topic": "Processing classes",
+            "choice": "14 distinct operations, 16 class slots over the four groups: jpeg95_444 is "
+            "the 'none' class of sharpening and resizing",
+            "reason": "PROTOCOL section 1 table and groups",
+        },
+        {
+            "topic": "Interpolation scale",
+            "choice": f"s = 0.8 + 0.4 * u, u from SHA-256(seed={opts['seed']}, image content "
+            "digest); sizes int(W*s), int(H*s), at least 1 pixel",
+            "reason": "the research code's stateful RNG depends on worker order; a pure function "
+            "of (seed, image) gives identical pixels on any worker count or machine",
+        },
+        {
+            "topic": "Encoder resize policy",
+            "choice": opts["resize-policy"],
+            "reason": "native = the encoder's own crop_pct (paper text); crop-size = shorter side "
+            "straight to the crop size (research code). Part of the encoder fingerprint.",
+        },
+        {
+            "topic": "Center mask ratio",
+            "choice": f"{opts['mask-ratio']:g} of the crop's area, margins rounded half up",
+            "reason": "paper text 0.90 (default), research code 0.95",
+        },
+        {
+            "topic": "Image decoding",
+            "choice": "EXIF orientation applied; alpha flattened on white; 16-bit scaled by bit "
+            "depth; CMYK/grey/palette converted by Pillow; truncated, float and over-sized "
+            f"(> {opts['max-pixels']:,} px) images skipped and listed",
+            "reason": "every conversion is counted per dataset; nothing is changed silently",
+        },
+        {
+            "topic": "Splits",
+            "choice": f"stratified by semantic label, seed {opts['seed']}, test fraction "
+            f"{opts['test-fraction']}; group-disjoint (StratifiedGroupKFold) when a group column "
+            "exists",
+            "reason": "a probe must not learn a photographer instead of a camera (PROTOCOL 4)",
+        },
+        {
+            "topic": "Device and precision",
+            "choice": f"device {opts['device']}, precision {opts['precision']} (auto = bf16 "
+            "autocast on CUDA, fp32 on CPU)",
+            "reason": "both change the numbers, so both key the embedding cache",
+        },
+        {
+            "topic": "Confidence intervals and gates",
+            "choice": "95% percentile bootstrap over test images (each image carries the mean of "
+            "its scores over classes, pairs and seeds); a gate fails only when the lower end "
+            "exceeds the threshold",
+            "reason": "test images are the independent unit; comparing the lower end keeps a "
+            "borderline encoder from failing at random",
+        },
+    ]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Controller:
+    """Controller-side hooks (the single process, or the xdist controller).
+
+    Registered as a plugin object in ``pytest_configure``; its state is the
+    :class:`MetatraceSession` kept in ``config.stash``.
+    """
+
+    def __init__(self, session: MetatraceSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Gather records and outcomes from every test report."""
+        if report.when == "teardown" and any(
+            name == PROP_USED for name, _ in report.user_properties
+        ):
+            self.session.tests.setdefault(report.nodeid, {})["uses_metatrace"] = True
+        self.session.collect(report)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """On the controller: write ``--metatrace-json`` and the HTML report."""
+        config = session.config
+        state = self.session
+        used = any(t.get("uses_metatrace") for t in state.tests.values()) or state.records
+        if not used:
+            return
+        state.choices = _choices(config)
+        doc = state.document(resolved_options(config))
+        config.hook.pytest_metatrace_records(records=doc["records"], config=config)
+        json_opt = get_option(config, "json")
+        if json_opt:
+            path = Path(json_opt)
+            if not path.is_absolute():
+                path = config.invocation_params.dir / path
+            try:
+                _atomic_write(path, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
+                state.json_path = path
+            except OSError as exc:
+                state.write_errors.append(f"could not write {path}: {exc}")
+        report_opt = get_option(config, "report")
+        if report_opt and report_opt.lower() != "none":
+            path = Path(report_opt)
+            if not path.is_absolute():
+                path = config.rootpath / path
+            try:
+                from pytest_metatrace.report import render_report
+
+                state.report_path = render_report(path, doc)
+            except Exception as exc:  # never lose the run's numbers to a report bug
+                fallback = path.with_suffix(".json")
+                _atomic_write(fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
+                state.write_errors.append(
+                    f"could not render the HTML report ({type(exc).__name__}: {exc}); the numbers "
+                    f"are saved in {fallback}; re-render with "
+                    f"`python -m pytest_metatrace.report {fallback} -o {path}`"
+                )
+
+    def pytest_terminal_summary(
+        self, terminalreporter: Any, exitstatus: int, config: pytest.Config
+    ) -> None:
+        """Summarize gates, embeddings and where the report and JSON went."""
+        state = self.session
+        if not state.records and state.report_path is None and not state.write_errors:
+            return
+        tr = terminalreporter
+        tr.write_sep("-", "metatrace")
+        gated = [r for r in state.records if r.get("gate")]
+        failed = [r for r in gated if not r["gate"]["passed"]]
+        tr.write_line(
+            f"metatrace: {len(state.records)} records, {len(gated)} gated, "
+            f"{len(failed)} gate(s) failed"
+        )
+        for rec in failed:
+            gate = rec["gate"]
+            tr.write_line(
+                f"  FAILED {gate['key']} [{rec['encoder']} / {rec['dataset']}]: "
+                f"{rec['metric']} {rec['value']:.4g} > threshold {gate['threshold']:.4g}",
+                red=True,
+            )
+        ex = state.extract
+        tr.write_line(
+            f"metatrace: embeddings computed {ex.computed}, reused from cache {ex.reused} "
+            f"(cache: {cache_dir(config)})"
+        )
+        if state.json_path is not None:
+            tr.write_line(f"metatrace: JSON written to {state.json_path}")
+        if state.report_path is not None:
+            tr.write_line(f"metatrace: report written to {state.report_path}")
+        for err in state.write_errors:
+            tr.write_line(f"metatrace: {err}", red=True)

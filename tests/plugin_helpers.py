@@ -1,0 +1,88 @@
+"""Helpers for end-to-end plugin tests run through ``pytester``.
+
+A tiny in-house encoder registered by a conftest hook (the way a team wires
+its own model into ``--metatrace-encoder=NAME``) and a tiny image-folder
+dataset whose classes differ in colour and texture, so that every audit runs
+in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFTEST = '''
+import torch
+from pytest_metatrace.encoders import PreprocessCfg
+
+
+class TinyNet(torch.nn.Module):
+    """A random conv net; high-frequency filters make it see JPEG and sharpening."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 24, 3, stride=1, padding=1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=gen))
+            self.conv.bias.zero_()
+
+    def forward(self, x):
+        h = self.conv(x)
+        return torch.cat([h.abs().mean(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
+
+
+def make_tiny(**options):
+    cfg = PreprocessCfg(
+        input_size=(32, 32), interpolation="bilinear", crop_pct=1.0,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    )
+    return TinyNet().eval(), cfg
+
+
+def pytest_metatrace_register_encoders(registry):
+    registry.register("tiny", make_tiny, description="tiny random conv net for tests")
+'''
+
+
+def make_tiny_dataset(root: Path, classes: int = 3, per_class: int = 8, size: int = 48) -> Path:
+    """Image folder: class c has hue c and a class-specific stripe frequency, plus noise."""
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for c in range(classes):
+        folder = root / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.zeros(3)
+        base[c % 3] = 180
+        for k in range(per_class):
+            stripes = 40 * np.sin(xx * (0.3 + 0.25 * c) + k)[..., None]
+            noise = rng.normal(0, 25, (size, size, 3))
+            img = np.clip(base + 40 + stripes + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"img{k:02d}.png")
+    return root
+
+
+def copy_audits(target: Path, names: tuple[str, ...]) -> Path:
+    """Copy the repository's audit modules into a pytester directory."""
+    audits = target / "audits"
+    audits.mkdir(exist_ok=True)
+    for name in names:
+        (audits / name).write_text((REPO / "audits" / name).read_text())
+    return audits
+
+
+#: Settings that keep every audit to seconds on the tiny set.
+FAST = (
+    "--metatrace-encoder=tiny",
+    "--metatrace-workers=0",
+    "--metatrace-probe-trials=4",
+    "--metatrace-probe-epochs=20",
+    "--metatrace-probe-seeds=2",
+    "--metatrace-knn-k=3",
+    "-p",
+    "no:cacheprovider",
+)

@@ -1,0 +1,269 @@
+"""The plugin as users run it: options, collection errors, audits end to end, xdist, gates."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
+
+# pytester's in-process runs drop every module a run imported; torch cannot be
+# imported twice in one process, so import what the runs need up front.
+for _name in (
+    "torch",
+    "torchvision",
+    "timm",
+    "sklearn.model_selection",
+    "jinja2",
+    "pytest_metatrace.encoders",
+    "pytest_metatrace.embeddings",
+    "pytest_metatrace.data",
+    "pytest_metatrace.analysis.knn",
+    "pytest_metatrace.analysis.processing_probe",
+    "pytest_metatrace.report",
+):
+    importlib.import_module(_name)
+
+HEAVY = ("torch", "timm", "open_clip", "transformers", "onnxruntime", "numpy", "PIL", "sklearn")
+
+
+def test_loading_the_plugin_imports_nothing_heavy():
+    code = (
+        "import sys, pytest_metatrace.plugin, pytest_metatrace;"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_every_option_and_stays_light(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        f"""
+        import sys
+        def pytest_unconfigure(config):
+            open("modules.txt", "w").write(
+                " ".join(m for m in {HEAVY!r} if m in sys.modules))
+        """
+    )
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == 0
+    out = result.stdout.str()
+    from pytest_metatrace.options import OPTIONS
+
+    for opt in OPTIONS:
+        assert opt.cli in out, opt.cli
+        if not opt.flag:
+            assert opt.ini in out, opt.ini
+    assert (pytester.path / "modules.txt").read_text() == ""
+
+
+def test_option_resolution_cli_over_ini_over_default(pytester: pytest.Pytester):
+    pytester.makeini(
+        """
+        [pytest]
+        metatrace_batch_size = 7
+        metatrace_encoder =
+            tiny
+            other
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_opts(metatrace_settings, pytestconfig):
+            import json
+            open("opts.json", "w").write(json.dumps(metatrace_settings))
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    opts = json.loads((pytester.path / "opts.json").read_text())
+    assert opts["batch-size"] == 7
+    assert opts["encoder"] == ["tiny", "other"]
+    assert opts["seed"] == 0 and opts["mask-ratio"] == 0.9  # defaults
+    pytester.runpytest("-p", "no:cacheprovider", "--metatrace-batch-size=3").assert_outcomes(
+        passed=1
+    )
+    assert json.loads((pytester.path / "opts.json").read_text())["batch-size"] == 3
+
+
+def test_bad_option_value_names_the_option(pytester: pytest.Pytester):
+    pytester.makeini("[pytest]\nmetatrace_test_fraction = 1.5\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*metatrace_test_fraction*1.5*strictly between 0 and 1*"])
+
+
+def test_list_encoders_shows_conftest_registrations(pytester: pytest.Pytester):
+    pytester.makeconftest(TINY_CONFTEST)
+    result = pytester.runpytest_subprocess("--metatrace-list-encoders")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["*lite0*EfficientNet-Lite0*", "*tiny*tiny random conv net*", "*timm:<model>*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("tiyn", "*did you mean 'tiny'*--metatrace-list-encoders*"),
+        ("timm:resnet18@/no/such/weights.pth", "*weights.pth*"),
+        ("nosuchfamily:thing", "*nosuchfamily*"),
+    ],
+)
+def test_bad_encoder_spec_fails_at_collection(pytester: pytest.Pytester, spec, expected):
+    pytester.makeconftest(TINY_CONFTEST)
+    pytester.makepyfile("def test_a(metatrace_encoder):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--metatrace-encoder={spec}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --metatrace-encoder={spec}{expected}"])
+
+
+def test_hub_weights_while_offline_fail_at_collection_with_the_fix(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(pytester.path / "hf-home"))
+    pytester.makepyfile("def test_a(metatrace_encoder):\n    pass\n")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-encoder=timm:resnet18.a1_in1k"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stderr.str()
+    assert "resnet18" in text and "@" in text  # points at the local-file form
+
+
+def test_unknown_dataset_fails_at_collection(pytester: pytest.Pytester):
+    pytester.makepyfile("def test_a(metatrace_dataset):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-data=dmeo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--metatrace-data=dmeo*Did you mean 'demo'*"])
+
+
+def test_a_project_not_using_the_plugin_gets_no_report(pytester: pytest.Pytester):
+    pytester.makepyfile("def test_a():\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+    assert not (pytester.path / ".metatrace_cache").exists()
+
+
+@pytest.fixture
+def tiny_project(pytester: pytest.Pytester):
+    pytester.makeconftest(TINY_CONFTEST)
+    make_tiny_dataset(pytester.path / "tinyset")
+    return pytester
+
+
+def _records(path):
+    doc = json.loads(path.read_text())
+    return doc, {(r["audit"], r["parameter"], r["metric"]): r for r in doc["records"]}
+
+
+def test_drift_audit_end_to_end_then_warm_rerun_computes_nothing(tiny_project):
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_drift.py",))
+    args = (*FAST, "--metatrace-data=tinyset", "--metatrace-json=out.json", "audits")
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(passed=13)
+    result.stdout.fnmatch_lines(
+        ["*metatrace: 13 records*", "*embeddings computed 336*", "*report written to*"]
+    )
+    doc, recs = _records(pytester.path / "out.json")
+    assert doc["run"]["embeddings"]["computed"] == 24 * 14
+    rec = recs[("processing_drift", "jpeg75_420", "mean_cosine_distance")]
+    assert rec["encoder"] == "tiny" and rec["dataset"] == "tinyset"
+    assert rec["value"] > 0 and rec["interval"]["low"] <= rec["value"] <= rec["interval"]["high"]
+    prov = rec["provenance"]
+    assert prov["nodeid"].endswith("test_processing_drift[tiny-tinyset-jpeg75_420]")
+    assert prov["encoder_fingerprint"] == doc["encoders"][0]["fingerprint"]
+    assert prov["dataset_fingerprint"] == doc["datasets"][0]["fingerprint"]
+    assert prov["versions"]["torch"]
+    assert doc["datasets"][0]["n_images"] == 24
+    assert doc["datasets"][0]["split"]["n_test"] == 12
+    assert doc["encoders"][0]["preprocess"]["input_size"] == [32, 32]
+    assert any(c["topic"] == "Interpolation scale" for c in doc["choices"])
+    html = (pytester.path / "reports" / "metatrace.html").read_text()
+    assert "processing_drift" in html or "Processing drift" in html
+
+    again = pytester.runpytest(*args)
+    again.assert_outcomes(passed=13)
+    again.stdout.fnmatch_lines(["*embeddings computed 0, reused from cache 336*"])
+    doc2, recs2 = _records(pytester.path / "out.json")
+    assert doc2["run"]["embeddings"]["computed"] == 0
+    for key, rec in recs.items():
+        assert recs2[key]["value"] == rec["value"]
+
+
+def test_xdist_two_workers_give_identical_numbers(tiny_project):
+    pytest.importorskip("xdist")
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_drift.py", "test_semantic_influence.py"))
+    base = (*FAST, "--metatrace-data=tinyset", "audits")
+    single = pytester.runpytest_subprocess(
+        *base, "--metatrace-json=single.json", "--metatrace-cache-dir=cache1"
+    )
+    single.assert_outcomes(passed=17)
+    double = pytester.runpytest_subprocess(
+        *base, "-n", "2", "--metatrace-json=double.json", "--metatrace-cache-dir=cache2"
+    )
+    double.assert_outcomes(passed=17)
+    doc1, recs1 = _records(pytester.path / "single.json")
+    doc2, recs2 = _records(pytester.path / "double.json")
+    assert recs1.keys() == recs2.keys()
+    for key, rec in recs1.items():
+        assert recs2[key]["value"] == rec["value"], key
+        assert recs2[key]["interval"] == rec["interval"], key
+    # every embedding computed exactly once across the two workers
+    assert doc2["run"]["embeddings"]["computed"] == 24 * 14
+    workers = {r["provenance"]["worker"] for r in doc2["records"]}
+    assert workers <= {"gw0", "gw1"} and len(doc2["encoders"]) == 1
+
+
+def test_gate_failure_message_and_threshold_sources(tiny_project):
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_drift.py",))
+    pytester.makeini("[pytest]\nmetatrace_threshold =\n    drift.* = 0.0\n")
+    base = (*FAST, "--metatrace-data=tinyset", "audits", "-k", "jpeg75_420 or sharpen4")
+    result = pytester.runpytest(*base)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    assert "drift.jpeg75_420: the jpeg75_420 drift of tiny on tinyset is significantly above" in out
+    assert "95% CI" in out and "threshold 0" in out
+    assert "ini line `drift.* = 0.0`" in out
+    assert "--metatrace-threshold drift.jpeg75_420=VALUE" in out
+    assert "Traceback" not in out  # a gate failure is a message, not a stack trace
+    result.stdout.fnmatch_lines(["*2 gate(s) failed*", "*FAILED drift.jpeg75_420*"])
+
+    # the command line beats the ini file
+    cli = pytester.runpytest(*base, "--metatrace-threshold", "drift.*=1.0")
+    cli.assert_outcomes(passed=2)
+
+
+def test_marker_threshold_beats_ini(tiny_project):
+    pytester = tiny_project
+    pytester.makeini("[pytest]\nmetatrace_threshold =\n    drift.* = 0.0\n")
+    pytester.makepyfile(
+        test_custom="""
+        import numpy as np
+        import pytest
+        from pytest_metatrace import Record, bootstrap_mean
+
+        @pytest.mark.metatrace_threshold({"drift.custom": 1.0})
+        def test_custom(metatrace_encoder, metatrace_dataset, metatrace_embeddings,
+                        metatrace_record):
+            a = metatrace_embeddings(metatrace_dataset, "all", "jpeg95_444")
+            b = metatrace_embeddings(metatrace_dataset, "all", "jpeg75_420")
+            d = np.abs(a - b).mean(axis=1)
+            rec = Record(audit="my_audit", metric="l1", value=float(d.mean()),
+                         encoder=metatrace_encoder.id, dataset=metatrace_dataset.id,
+                         unit="l1", interval=bootstrap_mean(d).to_dict())
+            gate = metatrace_record.gate(rec, "drift.custom", what="custom drift")
+            assert gate.source == "marker" and gate.passed
+            metatrace_record.assert_gates()
+        """
+    )
+    result = pytester.runpytest(*FAST, "--metatrace-data=tinyset", "--metatrace-json=o.json")
+    result.assert_outcomes(passed=1)
+    doc, recs = _records(pytester.path / "o.json")
+    assert recs[("my_audit", None, "l1")]["gate"]["source"] == "marker"
