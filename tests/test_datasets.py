@@ -631,7 +631,17 @@ def test_demo_conversions_come_from_the_source_photos(demo: Dataset) -> None:
     assert demo.conversions == expected
 
 
-def test_demo_digests_are_the_rendered_pixels(demo: Dataset) -> None:
+def test_demo_digest_is_keyed_by_pillow_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import PIL
+
+    before = [it.digest for it in demo_dataset(per_class=2).items]
+    monkeypatch.setattr(PIL, "__version__", "0.0.0-other-resampler")
+    after = [it.digest for it in demo_dataset(per_class=2).items]
+    assert len(set(before)) == len(before)
+    assert not set(before) & set(after)  # another Pillow may resample differently
+
+
+def test_demo_digests_and_pixels_are_deterministic(demo: Dataset) -> None:
     again = demo_dataset(per_class=3)
     first = {it.id: it.digest for it in demo.items}
     for it in again.items:
