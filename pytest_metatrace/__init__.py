@@ -37,7 +37,26 @@ _EXPORTS = {
     "Embeddings": "pytest_metatrace.embeddings",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "PARAMETER_GROUPS",
+    "PROCESSING_CLASSES",
+    "Dataset",
+    "Embeddings",
+    "Encoder",
+    "GateOutcome",
+    "Interval",
+    "PreprocessCfg",
+    "Record",
+    "__version__",
+    "bootstrap_mean",
+    "bootstrap_mean_diff",
+    "create_encoder",
+    "get_processing",
+    "list_encoders",
+    "load_dataset",
+    "register_dataset",
+    "register_encoder",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_metatrace.analysis.stats import Interval, bootstrap_mean, bootstrap_mean_diff

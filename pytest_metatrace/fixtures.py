@@ -162,6 +162,7 @@ class Recorder:
 
     def __call__(self, record: Record) -> Record:
         """Record ``record`` (with provenance) for the report and ``--metatrace-json``."""
+        _check_interval(record)
         enc = self._state.encoders.get(record.encoder)
         ds = self._state.datasets.get(record.dataset)
         # Descriptions travel once per process; the controller deduplicates.
@@ -221,6 +222,26 @@ class Recorder:
             pytest.fail("\n\n".join(g.message for g in self.failures), pytrace=False)
 
 
+def _check_interval(record: Record) -> None:
+    """Refuse a value outside its own interval; absorb float round-off at the ends.
+
+    The point estimate and the bootstrap are computed by different sums (e.g.
+    mean over seeds vs mean over images), so they can differ in the last bit.
+    """
+    if record.interval is None:
+        return
+    low, high = float(record.interval["low"]), float(record.interval["high"])
+    value = float(record.value)
+    tol = 1e-9 * max(1.0, abs(value))
+    if not low - tol <= value <= high + tol:
+        raise ValueError(
+            f"record {record.audit}/{record.metric} of {record.encoder} on {record.dataset}: "
+            f"value {value!r} lies outside its interval [{low!r}, {high!r}]; the audit computed "
+            "them from different data"
+        )
+    record.interval = {**record.interval, "low": min(low, value), "high": max(high, value)}
+
+
 def _marker_thresholds(mark: pytest.Mark) -> dict[str, ThresholdSpec]:
     out: dict[str, ThresholdSpec] = {}
     for arg in mark.args:
@@ -235,4 +256,4 @@ def _marker_thresholds(mark: pytest.Mark) -> dict[str, ThresholdSpec]:
 @pytest.fixture
 def metatrace_record(request: pytest.FixtureRequest) -> Recorder:
     """Record results with ``metatrace_record(Record(...))``; gate them with ``.gate()``."""
-    return Recorder(request.node, _state(request.config))  # type: ignore[arg-type]
+    return Recorder(request.node, _state(request.config))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -120,7 +120,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "workers",
         "DataLoader worker processes that decode and process images (0 = in the main process; "
-        "default: one per CPU core, at most 8)",
+        "default: 0 on CPU, where the forward pass needs every core; one per core, at most 8, "
+        "on CUDA)",
         -1,
         _non_negative_int,
         metavar="N",
@@ -228,10 +229,11 @@ def add_options(parser: pytest.Parser) -> None:
             choices=list(opt.choices) if opt.choices else None,
             help=opt.help + default_text,
         )
+        ini_type: Literal["linelist", "string"] = "linelist" if opt.multiple else "string"
         parser.addini(
             opt.ini,
             opt.help + default_text,
-            type="linelist" if opt.multiple else "string",
+            type=ini_type,
             default=None,
         )
 

@@ -52,7 +52,8 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (no NaN, tuples as lists)."""
-        return jsonable(asdict(self))
+        out: dict[str, Any] = jsonable(asdict(self))
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

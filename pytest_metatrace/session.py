@@ -142,7 +142,7 @@ class MetatraceSession:
             torch = sys.modules["torch"]
             if torch.cuda.is_available():
                 device = f"cuda: {torch.cuda.get_device_name(0)}"
-        return jsonable(
+        doc: dict[str, Any] = jsonable(
             {
                 "schema_version": SCHEMA_VERSION,
                 "run": {
@@ -173,6 +173,7 @@ class MetatraceSession:
                 "records": self.records,
             }
         )
+        return doc
 
 
 def _iso(ts: float) -> str:

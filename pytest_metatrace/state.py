@@ -6,7 +6,6 @@ Stdlib only at import (plugin load).
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import os
 import sys
 from dataclasses import dataclass, field

@@ -477,3 +477,23 @@ def test_cuda_auto_device_bf16_pinned_and_close(tmp_path: Path) -> None:
     gpu.close()
     fp32.close()
     assert torch.cuda.memory_allocated() < before
+
+
+def test_embed_dim_probe_is_remembered_per_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_metatrace.encoders.base import Encoder
+
+    spec = make_tiny_timm_weights(tmp_path)
+    first = create_encoder(spec, device="cpu", cache_dir=tmp_path / "c")
+    calls: list[int] = []
+
+    def counting_probe(self: Encoder) -> int:
+        calls.append(1)
+        return 12345
+
+    monkeypatch.setattr(Encoder, "_probe_dim", counting_probe)
+    again = create_encoder(spec, device="cpu", cache_dir=tmp_path / "c")
+    assert calls == [] and again.embed_dim == first.embed_dim  # a warm load skips the forward
+    other = create_encoder(spec + "?crop_pct=1.0", device="cpu", cache_dir=tmp_path / "c")
+    assert calls == [1] and other.embed_dim == 12345  # a new fingerprint is probed again

@@ -181,7 +181,7 @@ def test_drift_audit_end_to_end_then_warm_rerun_computes_nothing(tiny_project):
     assert prov["versions"]["torch"]
     assert doc["datasets"][0]["n_images"] == 24
     assert doc["datasets"][0]["split"]["n_test"] == 12
-    assert doc["encoders"][0]["preprocess"]["input_size"] == [32, 32]
+    assert doc["encoders"][0]["preprocess"]["input_size"] == [48, 48]
     assert any(c["topic"] == "Interpolation scale" for c in doc["choices"])
     html = (pytester.path / "reports" / "metatrace.html").read_text()
     assert "processing_drift" in html or "Processing drift" in html
@@ -199,7 +199,8 @@ def test_xdist_two_workers_give_identical_numbers(tiny_project):
     pytest.importorskip("xdist")
     pytester = tiny_project
     copy_audits(pytester.path, ("test_processing_drift.py", "test_semantic_influence.py"))
-    base = (*FAST, "--metatrace-data=tinyset", "audits")
+    # the tiny detector's kNN gaps are huge by design; this test is about numbers, not gates
+    base = (*FAST, "--metatrace-data=tinyset", "--metatrace-threshold", "knn.*=1.0", "audits")
     single = pytester.runpytest_subprocess(
         *base, "--metatrace-json=single.json", "--metatrace-cache-dir=cache1"
     )
@@ -208,7 +209,7 @@ def test_xdist_two_workers_give_identical_numbers(tiny_project):
         *base, "-n", "2", "--metatrace-json=double.json", "--metatrace-cache-dir=cache2"
     )
     double.assert_outcomes(passed=17)
-    doc1, recs1 = _records(pytester.path / "single.json")
+    _, recs1 = _records(pytester.path / "single.json")
     doc2, recs2 = _records(pytester.path / "double.json")
     assert recs1.keys() == recs2.keys()
     for key, rec in recs1.items():
@@ -265,5 +266,43 @@ def test_marker_threshold_beats_ini(tiny_project):
     )
     result = pytester.runpytest(*FAST, "--metatrace-data=tinyset", "--metatrace-json=o.json")
     result.assert_outcomes(passed=1)
-    doc, recs = _records(pytester.path / "o.json")
+    _, recs = _records(pytester.path / "o.json")
     assert recs[("my_audit", None, "l1")]["gate"]["source"] == "marker"
+
+
+def test_processing_probe_audit_records_passes_and_fails(tiny_project):
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_traces.py",))
+    # the probe's 20% stratified validation split needs one image per class on
+    # each side, and a random draw of 6 classes must leave every class two of them
+    make_tiny_dataset(pytester.path / "tiny120", per_class=40)
+    base = (*FAST, "--metatrace-data=tiny120", "--metatrace-json=p.json", "audits")
+    passing = pytester.runpytest(*base, "--metatrace-threshold", "probe.*=1.0")
+    passing.assert_outcomes(passed=4)
+    doc, recs = _records(pytester.path / "p.json")
+    jpeg = recs[("processing_probe", "jpeg", "top1")]
+    details = jpeg["details"]
+    assert jpeg["chance"] == pytest.approx(1 / 6)
+    assert details["seeds"] == [0, 1]  # --metatrace-probe-seeds=2
+    assert details["n_test_samples"] == 6 * details["n_test_images"] == 6 * 60
+    assert len(details["confusion"]) == 6 and sum(map(sum, details["confusion"])) == 2 * 360
+    assert len(details["search"]) == 4  # --metatrace-probe-trials=4
+    assert jpeg["interval"]["low"] <= jpeg["value"] <= jpeg["interval"]["high"]
+    assert jpeg["gate"]["passed"] and jpeg["gate"]["source"] == "command line"
+    # the tiny net sees JPEG on noisy images: at chance level the gate must fail
+    failing = pytester.runpytest(*base, "-k", "jpeg", "--metatrace-threshold", "probe.*=chance+0")
+    failing.assert_outcomes(failed=1)
+    out = failing.stdout.str()
+    assert "probe.jpeg: the JPEG compression trace of tiny on tiny120 is significantly above" in out
+    assert "chance 16.7%" in out and "threshold 16.7% (= chance+0)" in out
+
+
+def test_a_dataset_too_small_for_the_probe_fails_with_the_reason(tiny_project):
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_traces.py",))
+    result = pytester.runpytest(*FAST, "--metatrace-data=tinyset", "audits", "-k", "jpeg")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "cannot run the JPEG compression probe on tinyset" in out
+    assert "add samples" in out
+    assert "Traceback" not in out and "processing_probe.py" not in out

@@ -80,7 +80,9 @@ def test_warm_run_computes_nothing(dataset, tmp_path):
     assert second.computed == 0 and enc2.calls == 0
     assert second.reused == len(dataset) * 3
     for v in views:
-        np.testing.assert_array_equal(store2.get(v, [it.digest for it in dataset.items]), cold[v.label])
+        np.testing.assert_array_equal(
+            store2.get(v, [it.digest for it in dataset.items]), cold[v.label]
+        )
 
 
 def test_interrupted_run_resumes_where_it_stopped(dataset, tmp_path):

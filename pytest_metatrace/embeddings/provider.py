@@ -74,7 +74,8 @@ class Embeddings:
 
     def labels(self, dataset: Dataset, split: str = "all") -> np.ndarray:
         """Semantic label indices (into ``dataset.classes``) of a split."""
-        return dataset.label_indices()[self.split(dataset).indices(split)]
+        labels: np.ndarray = dataset.label_indices()[self.split(dataset).indices(split)]
+        return labels
 
     def view(self, processing: str | None, masked: bool | float = False) -> View:
         """The :class:`View` for a processing class and masking choice."""

@@ -130,6 +130,7 @@ class Encoder:
         n_params: int | None = None,
         details: Mapping[str, Any] | None = None,
         libraries: Iterable[str] = (),
+        dim_cache: Path | None = None,
     ) -> None:
 
         self.spec = spec
@@ -147,7 +148,7 @@ class Encoder:
         self.libraries = tuple(dict.fromkeys(("torch", "pillow", *libraries)))
         self._closed = False
         self.with_preprocess(preprocess)
-        self.embed_dim = self._probe_dim()
+        self.embed_dim = self._cached_probe_dim(dim_cache)
 
     def __repr__(self) -> str:
         return (
@@ -295,6 +296,33 @@ class Encoder:
                 f"Encoder.embed takes a (B, 3, {h}, {w}) batch for {self.id!r}, got "
                 f"{tuple(pixels.shape)}; build it with encoder.preprocessor"
             )
+
+    def _cached_probe_dim(self, cache: Path | None) -> int:
+        """:meth:`_probe_dim`, remembered per fingerprint in ``cache``/embed_dims.json.
+
+        The probe forward validates the output shape once; on CPU its first
+        call costs over a second (kernel set-up), which a warm run need not pay.
+        """
+        if cache is None:
+            return self._probe_dim()
+        path = Path(cache) / "embed_dims.json"
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known, dict) and isinstance(known.get(self.fingerprint), int):
+            return int(known[self.fingerprint])
+        dim = self._probe_dim()
+        known = known if isinstance(known, dict) else {}
+        known[self.fingerprint] = dim
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache only costs the probe next time
+        return dim
 
     def _probe_dim(self) -> int:
         """Embed one black image: checks the output shape early and finds D."""

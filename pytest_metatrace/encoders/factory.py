@@ -169,6 +169,7 @@ def _build(
         device=ctx.device,
         precision=ctx.precision,
         memory_format=memory_format,
+        dim_cache=ctx.cache_dir,
     )
 
 

@@ -72,6 +72,7 @@ def load(parsed: ParsedSpec, ctx: LoadContext) -> Encoder:
         resize_policy=ctx.resize_policy,
         device=ctx.device,
         precision=ctx.precision,
+        dim_cache=ctx.cache_dir,
     )
 
 
@@ -92,6 +93,7 @@ class OnnxEncoder(Encoder):
         resize_policy: str,
         device: Any,
         precision: str,
+        dim_cache: Path | None = None,
     ) -> None:
         import onnxruntime as ort
         import torch
@@ -152,6 +154,7 @@ class OnnxEncoder(Encoder):
             weights_digest=file_digest(path),
             details={"preprocess_source": source, "onnx_providers": self.session.get_providers()},
             libraries=("onnxruntime", "onnx"),
+            dim_cache=dim_cache,
         )
 
     def _forward(self, x: Any) -> Any:
