@@ -279,7 +279,7 @@ def test_processing_probe_audit_records_passes_and_fails(tiny_project):
     base = (*FAST, "--metatrace-data=tiny120", "--metatrace-json=p.json", "audits")
     passing = pytester.runpytest(*base, "--metatrace-threshold", "probe.*=1.0")
     passing.assert_outcomes(passed=4)
-    doc, recs = _records(pytester.path / "p.json")
+    _, recs = _records(pytester.path / "p.json")
     jpeg = recs[("processing_probe", "jpeg", "top1")]
     details = jpeg["details"]
     assert jpeg["chance"] == pytest.approx(1 / 6)
