@@ -45,6 +45,14 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+def _device(text: str) -> str:
+    from pytest_metatrace._device import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(text):
+        raise ValueError("use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -108,6 +116,7 @@ OPTIONS: tuple[Option, ...] = (
         "device",
         "torch device for embedding and analyses: auto (CUDA when present), cpu, cuda, cuda:N",
         "auto",
+        _device,
         metavar="DEVICE",
     ),
     Option(

@@ -521,7 +521,7 @@ def test_bad_labels_classes_and_parameters_are_named():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
 def test_cuda_request_without_cuda_names_the_fix():
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(ValueError, match="device='auto'"):
+    with pytest.raises(ValueError, match="use device 'auto'"):
         resolve_device("cuda")
 
 

@@ -306,3 +306,10 @@ def test_a_dataset_too_small_for_the_probe_fails_with_the_reason(tiny_project):
     assert "cannot run the JPEG compression probe on tinyset" in out
     assert "add samples" in out
     assert "Traceback" not in out and "processing_probe.py" not in out
+
+
+def test_bad_device_is_a_usage_error_at_start(pytester: pytest.Pytester):
+    pytester.makepyfile("def test_a():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-device=gpu0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--metatrace-device = 'gpu0': use auto, cpu, cuda, cuda:N*"])

@@ -405,7 +405,7 @@ def test_bad_parameters_are_reported_by_fit(kwargs: dict[str, object], match: st
 )
 def test_asking_for_cuda_without_a_gpu_is_a_clear_error() -> None:
     x, y = _blobs(40, 4, 2, 2.0, seed=19)
-    with pytest.raises(ProbeInputError, match="no CUDA GPU is available; use device='auto'"):
+    with pytest.raises(ProbeInputError, match="no CUDA GPU is available; use device 'auto'"):
         LinearProbe(device="cuda").fit(x, y)
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from pytest_metatrace._device import resolve_device as _resolve_device
 from pytest_metatrace.analysis.stats import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_LEVEL,
@@ -115,17 +116,7 @@ Embeddings = Mapping[str, npt.ArrayLike]
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """The torch device to compute on: ``"auto"`` picks CUDA when available, else CPU."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} requested but CUDA is not available; "
-            "use device='auto' (falls back to CPU) or device='cpu'"
-        )
-    return resolved
+    return _resolve_device(device, error=ValueError)
 
 
 def uniform_draw(seed: int, n_classes: int, n_train: int) -> npt.NDArray[np.int64]:

@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from pytest_metatrace._device import resolve_device as _resolve_device
 from pytest_metatrace.results import jsonable
 
 __all__ = [
@@ -242,22 +243,7 @@ def _check_classes(y: np.ndarray, n_classes: int | None, name: str) -> int:
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"``: the first CUDA GPU when there is one, else the CPU; otherwise as given."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except RuntimeError as exc:
-            raise ProbeInputError(
-                f"unknown device {device!r}: use 'auto', 'cpu' or 'cuda'"
-            ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ProbeInputError(
-            f"device {str(dev)!r} was asked for but no CUDA GPU is available; use device='auto'"
-        )
-    return dev
+    return _resolve_device(device, error=ProbeInputError)
 
 
 def stratified_split(

@@ -404,22 +404,9 @@ class TorchEncoder(Encoder):
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else is checked and returned."""
-    import torch
+    from pytest_metatrace._device import resolve_device as _resolve_device
 
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EncoderSpecError(
-            f"bad device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EncoderSpecError(
-            f"device {device!r} asked for CUDA but torch.cuda.is_available() is False; "
-            "use device='auto' or 'cpu'"
-        )
-    return dev
+    return _resolve_device(device, error=EncoderSpecError)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

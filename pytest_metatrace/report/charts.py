@@ -118,6 +118,19 @@ def _title(text: str) -> str:
     return _el("title", _txt(text)) if text else ""
 
 
+def _y_axis_label(text: str, cy: float) -> str:
+    """A vertical axis title centered at height ``cy``."""
+    return _el(
+        "text",
+        _txt(text),
+        x=14,
+        y=cy,
+        text_anchor="middle",
+        fill=_MUTED,
+        transform=f"rotate(-90 14 {cy:.1f})",
+    )
+
+
 def _svg(width: float, height: float, body: list[str], label: str) -> Markup:
     # No xmlns: inline SVG in an HTML5 document does not need it, and the
     # report stays free of any http(s) string in attributes.
@@ -288,18 +301,7 @@ def grouped_bar_chart(
             _el("text", _txt(fmt(tick)), x=left - 6, y=y + 4, text_anchor="end", fill=_MUTED)
         )
     if y_label:
-        cy = top + plot_h / 2
-        body.append(
-            _el(
-                "text",
-                _txt(y_label),
-                x=14,
-                y=cy,
-                text_anchor="middle",
-                fill=_MUTED,
-                transform=f"rotate(-90 14 {cy:.1f})",
-            )
-        )
+        body.append(_y_axis_label(y_label, top + plot_h / 2))
 
     for gi, group in enumerate(groups):
         x0 = left + gi * slot
@@ -644,18 +646,7 @@ def step_chart(
             )
         )
     if y_label:
-        cy = top + plot_h / 2
-        body.append(
-            _el(
-                "text",
-                _txt(y_label),
-                x=14,
-                y=cy,
-                text_anchor="middle",
-                fill=_MUTED,
-                transform=f"rotate(-90 14 {cy:.1f})",
-            )
-        )
+        body.append(_y_axis_label(y_label, top + plot_h / 2))
     return _svg(width, height, body, label)
 
 
