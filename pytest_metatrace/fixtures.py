@@ -24,6 +24,7 @@ from pytest_metatrace.gating import (
     parse_threshold_lines,
     resolve_threshold,
 )
+from pytest_metatrace.ids import dataset_ids, encoder_ids
 from pytest_metatrace.options import get_option, resolved_options
 from pytest_metatrace.results import GateOutcome, Record
 from pytest_metatrace.session import PROP_DATASET, PROP_ENCODER, PROP_RECORD
@@ -73,6 +74,7 @@ def metatrace_encoder(request: pytest.FixtureRequest) -> Iterator[Encoder]:
         )
     except EncoderSpecError as exc:
         pytest.fail(f"cannot load encoder {spec!r}: {exc}", pytrace=False)
+    encoder.id = encoder_ids(get_option(config, "encoder")).get(spec, encoder.id)
     state.encoders[encoder.id] = encoder.describe()
     try:
         yield encoder
@@ -105,6 +107,7 @@ def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
         )
     except DatasetError as exc:
         pytest.fail(f"cannot load dataset {spec!r}: {exc}", pytrace=False)
+    dataset.id = dataset_ids(get_option(config, "data")).get(spec, dataset.id)
     state.datasets[dataset.id] = dataset.describe(split)
     if dataset.skipped:
         shown = "; ".join(f"{s.path}: {s.reason}" for s in dataset.skipped[:5])

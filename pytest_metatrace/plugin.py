@@ -24,6 +24,7 @@ from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in
     metatrace_record,
     metatrace_settings,
 )
+from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options, get_option, resolved_options
 from pytest_metatrace.session import PROP_EXTRACT, MetatraceSession
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
@@ -108,36 +109,18 @@ def _uses_plugin_args(config: pytest.Config) -> bool:
     return any(str(a).startswith("--metatrace") for a in config.invocation_params.args)
 
 
-def _encoder_ids(specs: list[str]) -> list[str]:
-    from pytest_metatrace.encoders import EncoderSpecError, parse_spec
-
-    ids = []
-    for spec in specs:
-        try:
-            ids.append(parse_spec(spec).short_id)
-        except EncoderSpecError:
-            ids.append(spec)  # reported properly at the end of collection
-    return ids
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One session-scoped instance per ``--metatrace-encoder`` / ``--metatrace-data``."""
     config = metafunc.config
     if "metatrace_encoder" in metafunc.fixturenames:
-        specs = get_option(config, "encoder")
+        ids = encoder_ids(get_option(config, "encoder"))
         metafunc.parametrize(
-            "metatrace_encoder", specs, indirect=True, scope="session", ids=_encoder_ids(specs)
+            "metatrace_encoder", list(ids), indirect=True, scope="session", ids=list(ids.values())
         )
     if "metatrace_dataset" in metafunc.fixturenames:
-        from pytest_metatrace.data import dataset_id
-
-        specs = get_option(config, "data")
+        ids = dataset_ids(get_option(config, "data"))
         metafunc.parametrize(
-            "metatrace_dataset",
-            specs,
-            indirect=True,
-            scope="session",
-            ids=[dataset_id(s) for s in specs],
+            "metatrace_dataset", list(ids), indirect=True, scope="session", ids=list(ids.values())
         )
 
 
@@ -154,14 +137,14 @@ def pytest_collection_modifyitems(
         from pytest_metatrace.encoders import EncoderSpecError, validate_spec
 
         registry = state.encoder_registry(config)
-        for spec in get_option(config, "encoder"):
+        for spec in unique_specs(get_option(config, "encoder")):
             try:
                 validate_spec(spec, registry=registry, check_available=True)
             except EncoderSpecError as exc:
                 raise pytest.UsageError(f"--metatrace-encoder={spec}: {exc}") from None
     if "metatrace_dataset" in used:
         registry = state.dataset_registry(config)
-        for spec in get_option(config, "data"):
+        for spec in unique_specs(get_option(config, "data")):
             if spec != "demo" and registry.get(spec) is None and not Path(spec).exists():
                 import difflib
 
@@ -243,6 +226,35 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "choice": f"device {opts['device']}, precision {opts['precision']} (auto = bf16 "
             "autocast on CUDA, fp32 on CPU)",
             "reason": "both change the numbers, so both key the embedding cache",
+        },
+        {
+            "topic": "Linear probe",
+            "choice": f"mode {opts['probe-mode']}: L2-normalized float32 features, linear layer "
+            "with bias, cross-entropy, SGD momentum 0.9 with weight decay on weight and bias, "
+            f"batch 1024, {opts['probe-epochs']} epochs, CosineAnnealingLR stepped per epoch "
+            f"(eta_min 0); {opts['probe-trials']} trials at scrambled Sobol points over lr "
+            "[1e-1, 1e2] x weight decay [1e-12, 1e-4] (log), trained together in one batched "
+            "computation, best validation top-1 on a stratified 20% split (ties: lower loss, "
+            "then the earlier trial); identical seeded init and shuffles for every trial",
+            "reason": "PROTOCOL section 4; the paper's code uses TPE, and any search at least as "
+            "good on validation is allowed: Sobol matched TPE on hold-out (bench/README.md)",
+        },
+        {
+            "topic": "Processing probes",
+            "choice": f"{opts['probe-seeds']} seeds of the training draw "
+            "(np.random.default_rng(seed).integers(0, K, N_train)), hyper-parameters tuned on "
+            "the first; every test image under every class; std over seeds with ddof 0",
+            "reason": "PROTOCOL section 4 (paper Sec. 3.1); the paper does not say which std",
+        },
+        {
+            "topic": "kNN semantic influence",
+            "choice": f"k = {opts['knn-k']}, cosine similarity, unweighted majority vote; equal "
+            "similarities ranked by lower training index, tied votes to the label of the "
+            "best-ranked neighbour among them; uniform: np.random.default_rng(seed).integers(0, "
+            "K, N_train) for seeds base..base+9, one draw for positives and negatives; averaged "
+            "over every ordered pair (p_i, p_j), i != j",
+            "reason": "PROTOCOL section 5; ties must be broken deterministically for the fast "
+            "path to equal the naive construction exactly",
         },
         {
             "topic": "Confidence intervals and gates",

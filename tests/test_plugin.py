@@ -313,3 +313,45 @@ def test_bad_device_is_a_usage_error_at_start(pytester: pytest.Pytester):
     result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-device=gpu0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--metatrace-device = 'gpu0': use auto, cpu, cuda, cuda:N*"])
+
+
+def test_unique_ids_number_clashes_in_order():
+    from pytest_metatrace.ids import unique_ids
+
+    ids = unique_ids(["a/x", "b/x", "c/y", "a/x", "d/x"], lambda s: s.split("/")[1])
+    assert ids == {"a/x": "x", "b/x": "x#2", "c/y": "y", "d/x": "x#3"}
+
+
+def test_two_checkpoints_with_the_same_file_name_stay_apart(tiny_project):
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_drift.py",))
+    module = TINY_CONFTEST.replace("def pytest_metatrace_register_encoders", "def _unused")
+    specs = []
+    for name, scale in (("a", "1.0"), ("b", "3.0")):
+        folder = pytester.path / name
+        folder.mkdir()
+        # the second "checkpoint" scales the colour features: other numbers
+        (folder / "enc.py").write_text(
+            module.replace("x.mean(dim=(2, 3))], 1)", f"{scale} * x.mean(dim=(2, 3))], 1)")
+        )
+        specs.append(f"--metatrace-encoder=py:{folder / 'enc.py'}:make_tiny")
+    result = pytester.runpytest(
+        *FAST[1:],
+        *specs,
+        "--metatrace-data=tinyset",
+        "--metatrace-json=o.json",
+        "audits",
+        "-k",
+        "jpeg75_420",
+    )
+    result.assert_outcomes(passed=2)
+    doc = json.loads((pytester.path / "o.json").read_text())
+    assert sorted(e["id"] for e in doc["encoders"]) == [
+        "py:enc.py:make_tiny",
+        "py:enc.py:make_tiny#2",
+    ]
+    by_encoder = {r["encoder"]: r for r in doc["records"]}
+    assert set(by_encoder) == {"py:enc.py:make_tiny", "py:enc.py:make_tiny#2"}
+    values = {r["value"] for r in by_encoder.values()}
+    fingerprints = {r["provenance"]["encoder_fingerprint"] for r in by_encoder.values()}
+    assert len(values) == 2 and len(fingerprints) == 2
