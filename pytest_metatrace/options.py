@@ -181,7 +181,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "json",
-        "also write every record with its provenance to this JSON file",
+        "also write every record with its provenance to this JSON file (relative to the "
+        "current directory, like --junitxml)",
         None,
         metavar="PATH",
     ),

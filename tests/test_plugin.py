@@ -355,3 +355,21 @@ def test_two_checkpoints_with_the_same_file_name_stay_apart(tiny_project):
     values = {r["value"] for r in by_encoder.values()}
     fingerprints = {r["provenance"]["encoder_fingerprint"] for r in by_encoder.values()}
     assert len(values) == 2 and len(fingerprints) == 2
+
+
+def test_the_readme_audit_example_runs_as_written(tiny_project):
+    import re
+
+    from plugin_helpers import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Writing an audit", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    pytester = tiny_project
+    pytester.makepyfile(test_readme_example=code)
+    result = pytester.runpytest(*FAST, "--metatrace-data=tinyset", "--metatrace-json=r.json")
+    result.assert_outcomes(passed=1)
+    doc = json.loads((pytester.path / "r.json").read_text())
+    (record,) = doc["records"]
+    assert record["audit"] == "my_audit" and record["value"] > 0
+    assert record["gate"] is None  # no threshold configured for my_audit.jpeg75
