@@ -373,3 +373,21 @@ def test_the_readme_audit_example_runs_as_written(tiny_project):
     (record,) = doc["records"]
     assert record["audit"] == "my_audit" and record["value"] > 0
     assert record["gate"] is None  # no threshold configured for my_audit.jpeg75
+
+
+def test_unreadable_images_are_skipped_named_and_reported(tiny_project):
+    pytester = tiny_project
+    copy_audits(pytester.path, ("test_processing_drift.py",))
+    broken = pytester.path / "tinyset" / "class0" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # a PNG signature and nothing else
+    result = pytester.runpytest(
+        *FAST, "--metatrace-data=tinyset", "--metatrace-json=o.json", "audits", "-k", "sharpen2"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*dataset tinyset: skipped 1 image(s): *broken.png: *"])
+    doc = json.loads((pytester.path / "o.json").read_text())
+    (skipped,) = doc["datasets"][0]["skipped"]
+    assert skipped["path"].endswith("broken.png") and skipped["reason"]
+    assert doc["datasets"][0]["n_images"] == 24  # the 24 good ones, none silently dropped
+    html = (pytester.path / "reports" / "metatrace.html").read_text()
+    assert "broken.png" in html
