@@ -391,3 +391,32 @@ def test_unreadable_images_are_skipped_named_and_reported(tiny_project):
     assert doc["datasets"][0]["n_images"] == 24  # the 24 good ones, none silently dropped
     html = (pytester.path / "reports" / "metatrace.html").read_text()
     assert "broken.png" in html
+
+
+def test_datasets_registered_by_a_conftest_hook(tiny_project):
+    pytester = tiny_project
+    pytester.makeconftest(
+        TINY_CONFTEST
+        + '''
+
+def pytest_metatrace_register_datasets(registry):
+    from pathlib import Path
+    from pytest_metatrace.data import load_dataset
+
+    def mini(**context):
+        root = Path(__file__).parent / "tinyset"
+        ds = load_dataset(str(root), cache_dir=Path(__file__).parent / ".mini-cache")
+        ds.name = "mini: the tiny set, registered by name"
+        return ds
+
+    registry.register("mini", mini, description="tiny set by name")
+'''
+    )
+    pytester.makepyfile(
+        """
+        def test_mini(metatrace_dataset):
+            assert metatrace_dataset.id == "mini"
+            assert len(metatrace_dataset) == 24
+        """
+    )
+    pytester.runpytest(*FAST, "--metatrace-data=mini").assert_outcomes(passed=1)
