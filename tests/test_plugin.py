@@ -397,7 +397,7 @@ def test_datasets_registered_by_a_conftest_hook(tiny_project):
     pytester = tiny_project
     pytester.makeconftest(
         TINY_CONFTEST
-        + '''
+        + """
 
 def pytest_metatrace_register_datasets(registry):
     from pathlib import Path
@@ -410,7 +410,7 @@ def pytest_metatrace_register_datasets(registry):
         return ds
 
     registry.register("mini", mini, description="tiny set by name")
-'''
+"""
     )
     pytester.makepyfile(
         """
