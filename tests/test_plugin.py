@@ -420,3 +420,16 @@ def pytest_metatrace_register_datasets(registry):
         """
     )
     pytester.runpytest(*FAST, "--metatrace-data=mini").assert_outcomes(passed=1)
+
+
+def test_cache_dir_from_the_environment_is_created_and_git_ignored(
+    tiny_project, monkeypatch: pytest.MonkeyPatch
+):
+    pytester = tiny_project
+    cache = pytester.path / "elsewhere" / "cache"
+    monkeypatch.setenv("METATRACE_CACHE_DIR", str(cache))
+    pytester.makepyfile("def test_a(metatrace_dataset):\n    assert len(metatrace_dataset) == 24\n")
+    pytester.runpytest(*FAST, "--metatrace-data=tinyset").assert_outcomes(passed=1)
+    assert (cache / "images.sqlite").exists()
+    assert (cache / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert not (pytester.path / ".metatrace_cache").exists()
