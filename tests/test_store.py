@@ -181,3 +181,40 @@ def test_embeddings_provider_extracts_the_standard_set_together(dataset, tmp_pat
     assert not np.array_equal(masked, unmasked)
     labels = emb.labels(dataset, "test")
     assert labels.shape == (len(split.test),)
+
+
+def _open_and_write(path, worker, barrier, results):
+    from pytest_metatrace._sqlite import connect
+
+    barrier.wait()  # everyone opens the brand-new file at the same moment
+    try:
+        conn = connect(Path(path), "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, w INTEGER);")
+        for i in range(20):
+            conn.execute("INSERT OR IGNORE INTO t VALUES (?, ?)", (f"k{i}", worker))
+        conn.close()
+        results.put((worker, "ok"))
+    except Exception as exc:
+        results.put((worker, repr(exc)))
+
+
+def test_many_processes_creating_the_same_new_cache_at_once(tmp_path):
+    # xdist workers start together and all create images.sqlite: none may fail with
+    # "database is locked" (switching to WAL is not covered by SQLite's busy handler)
+    ctx = mp.get_context("spawn")
+    n = 6
+    for attempt in range(2):
+        path = tmp_path / f"new{attempt}.sqlite"
+        barrier, results = ctx.Barrier(n), ctx.Queue()
+        procs = [
+            ctx.Process(target=_open_and_write, args=(str(path), w, barrier, results))
+            for w in range(n)
+        ]
+        for proc in procs:
+            proc.start()
+        outcomes = sorted(results.get(timeout=120) for _ in range(n))
+        for proc in procs:
+            proc.join(timeout=60)
+        assert outcomes == [(w, "ok") for w in range(n)]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 20
