@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -49,6 +49,15 @@ def _state(config: pytest.Config) -> ProcessState:
     return config.stash[STATE_KEY]
 
 
+def _fail(message: str) -> NoReturn:
+    """Fail with ``message`` alone: no traceback, no "during handling of..." chain.
+
+    Called from an ``except`` block; ``from None`` drops the caught error, whose
+    text is already in ``message``.
+    """
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
 @pytest.fixture(scope="session")
 def metatrace_settings(pytestconfig: pytest.Config) -> dict[str, Any]:
     """Every ``--metatrace-*`` option, resolved (command line > ini > default), by name."""
@@ -73,7 +82,7 @@ def metatrace_encoder(request: pytest.FixtureRequest) -> Iterator[Encoder]:
             cache_dir=cache_dir(config) / "weights",
         )
     except EncoderSpecError as exc:
-        pytest.fail(f"cannot load encoder {spec!r}: {exc}", pytrace=False)
+        _fail(f"cannot load encoder {spec!r}: {exc}")
     encoder.id = encoder_ids(get_option(config, "encoder")).get(spec, encoder.id)
     state.encoders[encoder.id] = encoder.describe()
     try:
@@ -106,7 +115,7 @@ def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
             seed=get_option(config, "seed"), test_fraction=get_option(config, "test-fraction")
         )
     except DatasetError as exc:
-        pytest.fail(f"cannot load dataset {spec!r}: {exc}", pytrace=False)
+        _fail(f"cannot load dataset {spec!r}: {exc}")
     dataset.id = dataset_ids(get_option(config, "data")).get(spec, dataset.id)
     state.datasets[dataset.id] = dataset.describe(split)
     if dataset.skipped:

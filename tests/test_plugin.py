@@ -433,3 +433,13 @@ def test_cache_dir_from_the_environment_is_created_and_git_ignored(
     assert (cache / "images.sqlite").exists()
     assert (cache / ".gitignore").read_text().splitlines()[-1] == "*"
     assert not (pytester.path / ".metatrace_cache").exists()
+
+
+def test_a_malformed_manifest_fails_with_one_clear_message(pytester: pytest.Pytester):
+    (pytester.path / "m.csv").write_text("file,label\na.png,x\n")
+    pytester.makepyfile("def test_a(metatrace_dataset):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-data=m.csv")
+    result.assert_outcomes(errors=1)
+    out = result.stdout.str()
+    assert "cannot load dataset 'm.csv': manifest m.csv lacks column(s) ['path']" in out
+    assert "During handling" not in out and "Traceback" not in out
