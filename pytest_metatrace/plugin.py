@@ -26,11 +26,10 @@ from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in
 )
 from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options, get_option, resolved_options
-from pytest_metatrace.session import PROP_EXTRACT, MetatraceSession
+from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 
 SESSION_KEY = pytest.StashKey[MetatraceSession]()
-PROP_USED = "metatrace_used"
 _FIXTURES = (
     "metatrace_encoder",
     "metatrace_dataset",
@@ -286,10 +285,6 @@ class Controller:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather records and outcomes from every test report."""
-        if report.when == "teardown" and any(
-            name == PROP_USED for name, _ in report.user_properties
-        ):
-            self.session.tests.setdefault(report.nodeid, {})["uses_metatrace"] = True
         self.session.collect(report)
 
     @pytest.hookimpl(trylast=True)

@@ -29,12 +29,20 @@ import pytest
 
 from pytest_metatrace.results import SCHEMA_VERSION, jsonable
 
-__all__ = ["PROP_DATASET", "PROP_ENCODER", "PROP_EXTRACT", "PROP_RECORD", "MetatraceSession"]
+__all__ = [
+    "PROP_DATASET",
+    "PROP_ENCODER",
+    "PROP_EXTRACT",
+    "PROP_RECORD",
+    "PROP_USED",
+    "MetatraceSession",
+]
 
 PROP_RECORD = "metatrace_record"
 PROP_ENCODER = "metatrace_encoder"
 PROP_DATASET = "metatrace_dataset"
 PROP_EXTRACT = "metatrace_extract"
+PROP_USED = "metatrace_used"  #: the test used a metatrace fixture (so a report is due)
 
 _VERSION_PACKAGES = {
     "pytest_metatrace": "pytest-metatrace",
@@ -126,6 +134,8 @@ class MetatraceSession:
                 )
             elif name == PROP_EXTRACT:
                 self.extract.add(json.loads(value))
+            elif name == PROP_USED:
+                entry["uses_metatrace"] = True
 
     def outcomes(self) -> dict[str, int]:
         """Counts of test outcomes."""

@@ -110,10 +110,6 @@ def cache_dir(config: pytest.Config) -> Path:
     return path
 
 
-def _nullcontext() -> contextlib.AbstractContextManager[None]:
-    return contextlib.nullcontext()
-
-
 class _TerminalProgressWriter:
     """Writes progress lines to the terminal with pytest's capture suspended."""
 
@@ -128,7 +124,8 @@ class _TerminalProgressWriter:
             # xdist workers have no terminal; their progress goes to stderr.
             print(line, file=sys.__stderr__, flush=True)
             return
-        with capman.global_and_fixture_disabled() if capman is not None else _nullcontext():
+        quiet = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with quiet:
             if transient:
                 if not self._dirty:
                     reporter.ensure_newline()

@@ -118,6 +118,11 @@ def _title(text: str) -> str:
     return _el("title", _txt(text)) if text else ""
 
 
+def _x_axis_label(text: str, cx: float, y: float) -> str:
+    """A horizontal axis title centered at ``cx``, baseline ``y``."""
+    return _el("text", _txt(text), x=cx, y=y, text_anchor="middle", fill=_MUTED)
+
+
 def _y_axis_label(text: str, cy: float) -> str:
     """A vertical axis title centered at height ``cy``."""
     return _el(
@@ -526,16 +531,7 @@ def hbar_chart(
         )
     body.append(_el("line", x1=x_of(0.0), x2=x_of(0.0), y1=top, y2=top + plot_h, stroke=_INK))
     if x_label:
-        body.append(
-            _el(
-                "text",
-                _txt(x_label),
-                x=left + plot_w / 2,
-                y=top + plot_h + 34,
-                text_anchor="middle",
-                fill=_MUTED,
-            )
-        )
+        body.append(_x_axis_label(x_label, left + plot_w / 2, top + plot_h + 34))
     return _svg(width, height, body, label)
 
 
@@ -635,16 +631,7 @@ def step_chart(
     )
     body.append(_el("line", x1=left, x2=left, y1=top, y2=top + plot_h, stroke=_INK))
     if x_label:
-        body.append(
-            _el(
-                "text",
-                _txt(x_label),
-                x=left + plot_w / 2,
-                y=top + plot_h + 34,
-                text_anchor="middle",
-                fill=_MUTED,
-            )
-        )
+        body.append(_x_axis_label(x_label, left + plot_w / 2, top + plot_h + 34))
     if y_label:
         body.append(_y_axis_label(y_label, top + plot_h / 2))
     return _svg(width, height, body, label)
