@@ -1,6 +1,8 @@
 """pytest-metatrace: audit visual encoders for processing and acquisition traces.
 
-The names below are what audits and in-house encoder code need; they are
+The names below are what audits and in-house encoder code need (the
+analyses, their typed results, the recorder and settings the fixtures hand
+out, encoders, data and processing); they are
 imported on first use, so that ``import pytest_metatrace`` (and the pytest
 plugin, which lives in this package) never loads torch, timm or open_clip.
 """
@@ -19,6 +21,24 @@ _EXPORTS = {
     "Interval": "pytest_metatrace.analysis.stats",
     "bootstrap_mean": "pytest_metatrace.analysis.stats",
     "bootstrap_mean_diff": "pytest_metatrace.analysis.stats",
+    # analyses and their typed results
+    "processing_drift": "pytest_metatrace.analysis.drift",
+    "DriftResult": "pytest_metatrace.analysis.drift",
+    "processing_probe": "pytest_metatrace.analysis.processing_probe",
+    "run_processing_probe": "pytest_metatrace.analysis.processing_probe",
+    "ProcessingProbe": "pytest_metatrace.analysis.processing_probe",
+    "ProcessingProbeResult": "pytest_metatrace.analysis.processing_probe",
+    "LinearProbe": "pytest_metatrace.analysis.probe",
+    "ProbeInputError": "pytest_metatrace.analysis.probe",
+    "semantic_influence": "pytest_metatrace.analysis.semantic",
+    "SemanticInfluenceResult": "pytest_metatrace.analysis.semantic",
+    "KnnInfluence": "pytest_metatrace.analysis.knn",
+    "KnnInfluenceResult": "pytest_metatrace.analysis.knn",
+    "ProbeDetails": "pytest_metatrace.analysis.schema",
+    "SemanticDetails": "pytest_metatrace.analysis.schema",
+    # the audit fixtures' types
+    "Recorder": "pytest_metatrace.fixtures",
+    "Settings": "pytest_metatrace.settings",
     # encoders
     "Encoder": "pytest_metatrace.encoders",
     "PreprocessCfg": "pytest_metatrace.encoders",
@@ -41,12 +61,24 @@ __all__ = [
     "PARAMETER_GROUPS",
     "PROCESSING_CLASSES",
     "Dataset",
+    "DriftResult",
     "Embeddings",
     "Encoder",
     "GateOutcome",
     "Interval",
+    "KnnInfluence",
+    "KnnInfluenceResult",
+    "LinearProbe",
     "PreprocessCfg",
+    "ProbeDetails",
+    "ProbeInputError",
+    "ProcessingProbe",
+    "ProcessingProbeResult",
     "Record",
+    "Recorder",
+    "SemanticDetails",
+    "SemanticInfluenceResult",
+    "Settings",
     "__version__",
     "bootstrap_mean",
     "bootstrap_mean_diff",
@@ -54,11 +86,26 @@ __all__ = [
     "get_processing",
     "list_encoders",
     "load_dataset",
+    "processing_drift",
+    "processing_probe",
     "register_dataset",
     "register_encoder",
+    "run_processing_probe",
+    "semantic_influence",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from pytest_metatrace.analysis.drift import DriftResult, processing_drift
+    from pytest_metatrace.analysis.knn import KnnInfluence, KnnInfluenceResult
+    from pytest_metatrace.analysis.probe import LinearProbe, ProbeInputError
+    from pytest_metatrace.analysis.processing_probe import (
+        ProcessingProbe,
+        ProcessingProbeResult,
+        processing_probe,
+        run_processing_probe,
+    )
+    from pytest_metatrace.analysis.schema import ProbeDetails, SemanticDetails
+    from pytest_metatrace.analysis.semantic import SemanticInfluenceResult, semantic_influence
     from pytest_metatrace.analysis.stats import Interval, bootstrap_mean, bootstrap_mean_diff
     from pytest_metatrace.data import Dataset, load_dataset, register_dataset
     from pytest_metatrace.embeddings import Embeddings
@@ -69,8 +116,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         list_encoders,
         register_encoder,
     )
+    from pytest_metatrace.fixtures import Recorder
     from pytest_metatrace.processing import PARAMETER_GROUPS, PROCESSING_CLASSES, get_processing
     from pytest_metatrace.results import GateOutcome, Record
+    from pytest_metatrace.settings import Settings
 
 
 def __getattr__(name: str) -> Any:

@@ -25,9 +25,10 @@ from pytest_metatrace.gating import (
     resolve_threshold,
 )
 from pytest_metatrace.ids import dataset_ids, encoder_ids
-from pytest_metatrace.options import get_option, resolved_options
+from pytest_metatrace.options import get_option
 from pytest_metatrace.results import GateOutcome, Record
 from pytest_metatrace.session import PROP_DATASET, PROP_ENCODER, PROP_RECORD
+from pytest_metatrace.settings import Settings, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir, make_progress
 
 if TYPE_CHECKING:
@@ -59,9 +60,13 @@ def _fail(message: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session")
-def metatrace_settings(pytestconfig: pytest.Config) -> dict[str, Any]:
-    """Every ``--metatrace-*`` option, resolved (command line > ini > default), by name."""
-    return resolved_options(pytestconfig)
+def metatrace_settings(pytestconfig: pytest.Config) -> Settings:
+    """Every ``--metatrace-*`` option as a frozen :class:`~pytest_metatrace.settings.Settings`.
+
+    Attributes are the option names with ``_`` (``metatrace_settings.knn_k``),
+    resolved once per session: command line > ini > environment > default.
+    """
+    return get_settings(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,11 @@
 """Every ``--metatrace-*`` option in one table, each with its ini twin.
 
 One helper, :func:`get_option`, resolves a value as command line > ini file >
-default, and converts it to the option's type with an error message that
-names the option. This module is imported at plugin load: stdlib only.
+environment > default, and converts it to the option's type with an error
+message that names the option. Knobs that only an environment variable sets
+(they act before pytest's configuration exists, e.g. in loader processes) are
+rows of the same table with ``env_only=True``, read by :func:`env_value`.
+This module is imported at plugin load: stdlib only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from typing import Any, Literal
 
 import pytest
 
-__all__ = ["OPTIONS", "Option", "add_options", "get_option", "resolved_options"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "add_options",
+    "env_value",
+    "get_option",
+    "resolved_options",
+]
 
 
 def _positive_int(text: str) -> int:
@@ -75,6 +85,7 @@ class Option:
     metavar: str = "VALUE"  #: placeholder in help
     flag: bool = False  #: a store_true switch (ini: true/false)
     env: str | None = None  #: environment variable consulted between ini and default
+    env_only: bool = False  #: no command-line flag or ini key: only ``env`` sets it
 
     @property
     def cli(self) -> str:
@@ -175,7 +186,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "report",
-        "where to write the HTML audit report (relative to rootdir); 'none' to skip it",
+        "where to write the HTML audit report (relative to the current directory, like "
+        "--junitxml and --metatrace-json); 'none' to skip it",
         "reports/metatrace.html",
         metavar="PATH",
     ),
@@ -206,6 +218,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("probe-epochs", "probe training epochs", 100, _positive_int),
     Option("knn-k", "neighbours voting in the kNN semantic-influence audit", 10, _positive_int),
     Option(
+        "malloc-tuning",
+        "tune glibc malloc for inference (no trimming, no mmap) in embedding processes; "
+        "METATRACE_MALLOC_TUNING=0 turns it off",
+        True,
+        _bool,
+        env="METATRACE_MALLOC_TUNING",
+        env_only=True,
+    ),
+    Option(
+        "progress-interval",
+        "seconds between progress lines when the output is not a terminal (a CI log)",
+        15.0,
+        float,
+        env="METATRACE_PROGRESS_INTERVAL",
+        env_only=True,
+    ),
+    Option(
         "list-encoders",
         "print the registered encoder names and spec forms, then exit",
         False,
@@ -221,6 +250,8 @@ def add_options(parser: pytest.Parser) -> None:
     """Register every option and its ini twin under the ``metatrace`` group."""
     group = parser.getgroup("metatrace", "visual-encoder metadata-trace audits (pytest-metatrace)")
     for opt in OPTIONS:
+        if opt.env_only:
+            continue
         default_text = "" if opt.default in (None, [], False) else f" (default: {opt.default})"
         if opt.multiple and isinstance(opt.default, list) and opt.default:
             default_text = f" (default: {', '.join(map(str, opt.default))})"
@@ -252,18 +283,17 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
     if opt.flag:
         return raw if isinstance(raw, bool) else _bool(str(raw))
     values: Sequence[Any] = raw if opt.multiple else [raw]
+    where = {"command line": opt.cli, "environment": f"environment variable {opt.env}"}.get(
+        source, f"ini option {opt.ini}"
+    )
     out = []
     for item in values:
         text = str(item).strip()
         if opt.choices and text not in opt.choices:
-            raise pytest.UsageError(
-                f"{source} {opt.cli if source == 'command line' else opt.ini} = {text!r}: "
-                f"choose one of {', '.join(opt.choices)}"
-            )
+            raise pytest.UsageError(f"{where} = {text!r}: choose one of {', '.join(opt.choices)}")
         try:
             out.append(opt.convert(text))
         except ValueError as exc:
-            where = opt.cli if source == "command line" else f"ini option {opt.ini}"
             raise pytest.UsageError(f"{where} = {text!r}: {exc}") from None
     return out if opt.multiple else out[0]
 
@@ -271,6 +301,8 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
 def get_option(config: pytest.Config, name: str) -> Any:
     """Resolve one option: command line > ini file > environment > default, typed."""
     opt = _BY_NAME[name]
+    if opt.env_only:
+        return env_value(name)
     cli = config.getoption(opt.dest, default=None)
     if cli is not None:
         return _convert(opt, cli, "command line")
@@ -281,6 +313,15 @@ def get_option(config: pytest.Config, name: str) -> Any:
         return _convert(opt, ini, "ini file")
     if opt.env and os.environ.get(opt.env):
         return _convert(opt, os.environ[opt.env], "environment")
+    return list(opt.default) if isinstance(opt.default, list) else opt.default
+
+
+def env_value(name: str) -> Any:
+    """Resolve an option from its environment variable alone: environment > default, typed."""
+    opt = _BY_NAME[name]
+    raw = os.environ.get(opt.env) if opt.env else None
+    if raw is not None and raw.strip():
+        return _convert(opt, raw, "environment")
     return list(opt.default) if isinstance(opt.default, list) else opt.default
 
 

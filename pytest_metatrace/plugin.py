@@ -312,7 +312,7 @@ class Controller:
         if report_opt and report_opt.lower() != "none":
             path = Path(report_opt)
             if not path.is_absolute():
-                path = config.rootpath / path
+                path = config.invocation_params.dir / path
             try:
                 from pytest_metatrace.report import render_report
 

@@ -49,6 +49,9 @@ class Record:
     gate: GateOutcome | None = None  #: threshold outcome, if the record was gated
     details: dict[str, Any] = field(default_factory=dict)  #: figure data for the report
     provenance: dict[str, Any] = field(default_factory=dict)  #: filled in by the recorder
+    #: per-test-image values the interval was bootstrapped from (their mean is ``value``)
+    scores: list[float] | None = None
+    score_ids: list[str] | None = None  #: the test images' ids, aligned with ``scores``
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (no NaN, tuples as lists)."""

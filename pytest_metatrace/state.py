@@ -6,7 +6,6 @@ Stdlib only at import (plugin load).
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_metatrace.options import get_option
+from pytest_metatrace.options import env_value, get_option
 
 __all__ = ["STATE_KEY", "ProcessState", "cache_dir", "make_progress"]
 
@@ -162,5 +161,5 @@ def make_progress(config: pytest.Config) -> Any:
     if writer.isatty and not hasattr(config, "workerinput"):
         return Progress(writer, update=writer.update, interval=0.5)
     # A log (CI): a line every 15 s keeps it short but shows the run is alive.
-    interval = float(os.environ.get("METATRACE_PROGRESS_INTERVAL", "15"))
+    interval = float(env_value("progress-interval"))
     return Progress(writer, interval=interval)

@@ -16,15 +16,17 @@ from hypothesis.extra.numpy import arrays
 from pytest_metatrace.analysis.knn import (
     PAIR_SETUPS,
     SETUPS,
-    SIMILARITY_GROUPS,
     KnnInfluence,
     KnnInfluenceResult,
     majority_vote,
-    neighbor_gallery,
     resolve_device,
-    similarity_distributions,
     topk_neighbors,
     uniform_draw,
+)
+from pytest_metatrace.analysis.knn_figures import (
+    SIMILARITY_GROUPS,
+    neighbor_gallery,
+    similarity_distributions,
 )
 
 DEVICES = [
@@ -543,18 +545,18 @@ def _fig2_data() -> Data:
 def test_similarity_distributions_on_a_hand_checked_case(device):
     dist = similarity_distributions(*_fig2_data(), "a", bins=4, max_queries=1, device=device)
     assert dist.query_indices.tolist() == [0]
-    np.testing.assert_array_equal(dist.edges, [-1.0, -0.5, 0.0, 0.5, 1.0])
-    counts = {g: dist.counts[g].tolist() for g in SIMILARITY_GROUPS}
+    np.testing.assert_array_equal(dist.bin_edges, [-1.0, -0.5, 0.0, 0.5, 1.0])
+    counts = {g: dist.groups[g].tolist() for g in SIMILARITY_GROUPS}
     assert counts == {
-        "same_label_same_processing": [0, 0, 0, 1],  # 1.0, last bin closed
-        "same_label_diff_processing": [1, 0, 0, 0],  # -1.0
-        "diff_label_same_processing": [0, 0, 1, 0],  # 0.0
-        "diff_label_diff_processing": [0, 0, 0, 1],  # 0.707
+        "same_sem_same_meta": [0, 0, 0, 1],  # 1.0, last bin closed
+        "same_sem_diff_meta": [1, 0, 0, 0],  # -1.0
+        "diff_sem_same_meta": [0, 0, 1, 0],  # 0.0
+        "diff_sem_diff_meta": [0, 0, 0, 1],  # 0.707
     }
-    assert dist.mean["same_label_same_processing"] == 1.0
-    assert dist.mean["same_label_diff_processing"] == -1.0
-    assert dist.mean["diff_label_same_processing"] == 0.0
-    assert dist.mean["diff_label_diff_processing"] == pytest.approx(2**-0.5, abs=1e-6)
+    assert dist.means["same_sem_same_meta"] == 1.0
+    assert dist.means["same_sem_diff_meta"] == -1.0
+    assert dist.means["diff_sem_same_meta"] == 0.0
+    assert dist.means["diff_sem_diff_meta"] == pytest.approx(2**-0.5, abs=1e-6)
     json.dumps(dist.to_dict(), allow_nan=False)
 
 
@@ -564,9 +566,9 @@ def test_similarity_distributions_both_queries_and_clipping():
     dist = similarity_distributions(*_fig2_data(), "a", bins=2, value_range=(0.0, 1.0))
     assert dist.query_indices.tolist() == [0, 1]
     assert sum(dist.n.values()) == 2 * 2 * 2  # queries x training images x classes
-    assert dist.counts["same_label_same_processing"].tolist() == [1, 1]  # 1.0 and 0.0
-    assert dist.counts["diff_label_diff_processing"].tolist() == [1, 1]  # -1.0 clipped, 0.707
-    assert dist.mean["same_label_same_processing"] == 0.5
+    assert dist.groups["same_sem_same_meta"].tolist() == [1, 1]  # 1.0 and 0.0
+    assert dist.groups["diff_sem_diff_meta"].tolist() == [1, 1]  # -1.0 clipped, 0.707
+    assert dist.means["same_sem_same_meta"] == 0.5
     with pytest.raises(ValueError, match="unknown query class"):
         similarity_distributions(*_fig2_data(), "c")
 

@@ -33,11 +33,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from pytest_metatrace.data import Dataset
+    from pytest_metatrace.embeddings import Embeddings
+    from pytest_metatrace.settings import Settings
 
 from pytest_metatrace.analysis.probe import (
     LinearProbe,
@@ -46,19 +51,21 @@ from pytest_metatrace.analysis.probe import (
     check_features,
     resolve_device,
 )
+from pytest_metatrace.analysis.schema import ProbeDetails, SearchPoint
 from pytest_metatrace.analysis.stats import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_LEVEL,
     Interval,
     bootstrap_mean,
 )
-from pytest_metatrace.results import jsonable
+from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
     "DEFAULT_SEEDS",
     "ProcessingProbe",
     "ProcessingProbeResult",
     "draw_classes",
+    "processing_probe",
     "run_processing_probe",
 ]
 
@@ -102,11 +109,65 @@ class ProcessingProbeResult:
     device: str  #: torch device the probes trained on
     settings: dict[str, Any]  #: the probe's parameters and the seeding
     wall_time_s: float  #: seconds for fit and evaluate together
+    image_ids: list[str] = field(default_factory=list)  #: test image ids, if known
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (arrays as lists, NaN as null)."""
         result: dict[str, Any] = jsonable(asdict(self))
         return result
+
+    def details(self) -> ProbeDetails:
+        """The typed ``details`` of this result's record, as the report reads them."""
+        trials = self.search.trials if self.search is not None else []
+        return ProbeDetails(
+            classes=list(self.classes),
+            top1_mean=self.top1_mean,
+            top1_std=self.top1_std,
+            top1_per_seed=list(self.top1_per_seed),
+            mean_per_class_mean=self.mean_per_class_mean,
+            mean_per_class_std=self.mean_per_class_std,
+            per_class_accuracy=dict(zip(self.classes, self.per_class_accuracy, strict=True)),
+            confusion=self.confusion.tolist(),
+            hyperparameters=dict(self.hyperparameters),
+            search=[
+                SearchPoint(
+                    val_top1=t.val_top1,
+                    lr=t.params.get("lr"),
+                    weight_decay=t.params.get("weight_decay"),
+                    C=t.params.get("C"),
+                )
+                for t in trials
+            ],
+            search_method=self.search.method if self.search is not None else None,
+            n_train=self.n_train,
+            n_test_images=self.n_test_images,
+            n_test_samples=self.n_test_samples,
+            seeds=list(self.seeds),
+            mode=self.mode,
+            std_ddof=self.std_ddof,
+            device=self.device,
+            wall_time_s=self.wall_time_s,
+        )
+
+    def to_records(self, *, encoder: str, dataset: str, parameter: str) -> list[Record]:
+        """One ``processing_probe`` / ``top1`` record for parameter group ``parameter``."""
+        ids = list(self.image_ids) if len(self.image_ids) == len(self.per_image_correct) else None
+        return [
+            Record(
+                audit="processing_probe",
+                metric="top1",
+                value=self.top1_mean,
+                encoder=encoder,
+                dataset=dataset,
+                parameter=parameter,
+                interval=self.interval.to_dict(),
+                chance=self.chance,
+                details=jsonable(self.details().to_dict()),
+                provenance={"processing": list(self.classes), "probe": self.settings},
+                scores=[float(v) for v in self.per_image_correct],
+                score_ids=ids,
+            )
+        ]
 
 
 def _seed_offsets(seeds: int | Sequence[int]) -> list[int]:
@@ -344,3 +405,39 @@ def run_processing_probe(
         n_boot=n_boot,
     )
     return estimator.fit(train, classes).evaluate(test)
+
+
+#: ``--metatrace-probe-mode`` -> :class:`LinearProbe` mode.
+PROBE_MODES = {"protocol": "sgd", "lbfgs": "lbfgs"}
+
+
+def processing_probe(
+    embeddings: Embeddings, dataset: Dataset, group: str, settings: Settings
+) -> ProcessingProbeResult:
+    """The processing probe of one parameter group, as the built-in audit runs it.
+
+    Reads the train and test embeddings of every class of ``group`` (a key of
+    ``PARAMETER_GROUPS``) and runs :func:`run_processing_probe` with the
+    session's probe settings; the result knows the test images' ids.
+    Raises :class:`ProbeInputError` when the data cannot support the probe.
+    """
+    from pytest_metatrace.processing import PARAMETER_GROUPS
+
+    classes = list(PARAMETER_GROUPS[group].classes)
+    probe = LinearProbe(
+        mode=PROBE_MODES[settings.probe_mode],
+        epochs=settings.probe_epochs,
+        n_trials=settings.probe_trials,
+        seed=settings.seed,
+        device=settings.device,
+    )
+    result = run_processing_probe(
+        embeddings.many(dataset, "train", classes),
+        embeddings.many(dataset, "test", classes),
+        classes,
+        probe=probe,
+        seeds=settings.probe_seeds,
+        base_seed=settings.seed,
+    )
+    result.image_ids = [dataset.items[int(i)].id for i in embeddings.split(dataset).test]
+    return result

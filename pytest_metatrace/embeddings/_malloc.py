@@ -13,7 +13,6 @@ test session. Set ``METATRACE_MALLOC_TUNING=0`` to leave malloc alone.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 
 __all__ = ["tune_malloc_for_inference"]
@@ -30,7 +29,9 @@ def tune_malloc_for_inference() -> bool:
     if _done is not None:
         return _done
     _done = False
-    if sys.platform != "linux" or os.environ.get("METATRACE_MALLOC_TUNING", "1") == "0":
+    from pytest_metatrace.options import env_value
+
+    if sys.platform != "linux" or not env_value("malloc-tuning"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -1,0 +1,29 @@
+"""Processing drift: how far each processing class moves the embedding of the same photo.
+
+For every image and every processing class, the cosine distance between its
+embedding under that class and under ``jpeg95_444`` (the reference: every
+non-JPEG operation ends with that re-encode). A large distance means the
+encoder sees the processing; the probes and kNN audits then ask whether that
+is readable and whether it moves semantics. Informational by default; set a
+threshold such as ``drift.jpeg75_420=0.05`` to gate it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_metatrace import processing_drift
+from pytest_metatrace.analysis.drift import REFERENCE
+from pytest_metatrace.processing import list_processing
+
+__all__ = ["test_processing_drift"]
+
+
+@pytest.mark.parametrize("processing", [p for p in list_processing() if p != REFERENCE])
+def test_processing_drift(
+    metatrace_encoder, metatrace_dataset, metatrace_embeddings, metatrace_record, processing
+):
+    result = processing_drift(metatrace_embeddings, metatrace_dataset, processing)
+    (record,) = result.to_records(encoder=metatrace_encoder.id, dataset=metatrace_dataset.id)
+    metatrace_record.gate(record, f"drift.{processing}", what=f"{processing} drift")
+    metatrace_record.assert_gates()
