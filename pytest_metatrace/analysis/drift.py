@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytest_metatrace.analysis.schema import _float, _int, _map
 from pytest_metatrace.analysis.stats import Interval, bootstrap_mean
 from pytest_metatrace.results import Record, jsonable
 
@@ -46,7 +47,7 @@ class DriftResult:
     mean: float  #: mean cosine distance over images
     interval: Interval | None  #: bootstrap interval of ``mean`` (None when read from details)
     quantiles: dict[str, float]  #: ``p05``, ``p50``, ``p95`` of the distances
-    n_images: int  #: images compared
+    n_images: int | None  #: images compared (None when unknown)
     distances: tuple[float, ...] = ()  #: per-image distances (the bootstrap's items)
     image_ids: tuple[str, ...] = ()  #: ids of those images, aligned with ``distances``
 
@@ -58,18 +59,21 @@ class DriftResult:
         return out
 
     @classmethod
-    def from_dict(
-        cls, details: dict[str, Any], *, processing: str = "", mean: float = 0.0
-    ) -> DriftResult:
-        """Rebuild from a record's ``details`` (its ``parameter`` and ``value`` given apart)."""
-        quantiles = details.get("quantiles") or {}
+    def from_dict(cls, details: Any, *, processing: str = "", mean: float = 0.0) -> DriftResult:
+        """Rebuild from a record's ``details`` (its ``parameter`` and ``value`` given apart).
+
+        Tolerant: a missing or malformed field takes its empty value
+        (no quantile, ``reference`` ``""``, ``n_images`` None).
+        """
+        d = _map(details)
+        quantiles = {str(k): _float(v) for k, v in _map(d.get("quantiles")).items()}
         return cls(
             processing=processing,
-            reference=str(details.get("reference", REFERENCE)),
+            reference=str(d["reference"]) if d.get("reference") is not None else "",
             mean=mean,
             interval=None,
-            quantiles={str(k): float(v) for k, v in quantiles.items() if v is not None},
-            n_images=int(details.get("n_images") or 0),
+            quantiles={k: v for k, v in quantiles.items() if v is not None},
+            n_images=_int(d.get("n_images")),
         )
 
     def to_records(self, *, encoder: str, dataset: str) -> list[Record]:

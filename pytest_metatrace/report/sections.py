@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 from markupsafe import Markup
 
+from ..analysis.drift import DriftResult
+from ..analysis.schema import ProbeDetails, SemanticDetails, SetupSummary
 from ..processing.groups import PARAMETER_GROUPS
 from .charts import Bar, BarGroup, HBar, Line, grouped_bar_chart, hbar_chart, heat_style, step_chart
 from .formatting import (
@@ -246,13 +248,9 @@ def drift_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
     # One scale per unit across panels, so that encoders compare at a glance.
     scale: dict[Any, float] = {}
     for record in records:
-        quantiles = _dict(record["details"].get("quantiles"))
+        drift = DriftResult.from_dict(record["details"])
         top = max(
-            (
-                v
-                for v in (as_float(record["value"]), as_float(quantiles.get("p95")))
-                if v is not None
-            ),
+            (v for v in (as_float(record["value"]), drift.quantiles.get("p95")) if v is not None),
             default=0.0,
         )
         scale[record["unit"]] = max(scale.get(record["unit"], 0.0), top)
@@ -261,8 +259,8 @@ def drift_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
         rows, bars = [], []
         for name in _ordered(by_class, order):
             record = by_class[name]
-            quantiles = _dict(record["details"].get("quantiles"))
-            p05, p50, p95 = (as_float(quantiles.get(q)) for q in ("p05", "p50", "p95"))
+            drift = DriftResult.from_dict(record["details"])
+            p05, p50, p95 = (drift.quantiles.get(q) for q in ("p05", "p50", "p95"))
             value = as_float(record["value"])
             bars.append(
                 HBar(
@@ -281,11 +279,11 @@ def drift_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
                     "p05": format_number(p05),
                     "p50": format_number(p50),
                     "p95": format_number(p95),
-                    "n_images": format_count(record["details"].get("n_images")),
+                    "n_images": format_count(drift.n_images),
                 }
             )
-        references = [r["details"].get("reference") for r in recs]
-        reference = ", ".join(_ordered(_label(r) for r in references if r is not None)) or MISSING
+        references = [DriftResult.from_dict(r["details"]).reference for r in recs]
+        reference = ", ".join(_ordered(_label(r) for r in references if r)) or MISSING
         unit = _label(recs[0]["unit"])
         panels.append(
             {
@@ -311,17 +309,15 @@ def drift_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
 # --------------------------------------------------------------------------- processing probe
 
 
-def _confusion(details: Mapping[str, Any]) -> dict[str, Any] | None:
-    classes = [_label(c) for c in _list(details.get("classes"))]
-    matrix = [_list(row) for row in _list(details.get("confusion"))]
+def _confusion(details: ProbeDetails) -> dict[str, Any] | None:
+    classes = [_label(c) for c in details.classes]
+    matrix = details.confusion
     if not matrix:
         return None
     size = max(len(matrix), *(len(row) for row in matrix))
     classes += [f"class {i}" for i in range(len(classes), size)]
-    per_class = _dict(details.get("per_class_accuracy"))
     rows = []
-    for i, row in enumerate(matrix):
-        counts = [as_float(c) for c in row]
+    for i, counts in enumerate(matrix):
         total = sum(c for c in counts if c is not None)
         cells = [
             {
@@ -332,7 +328,7 @@ def _confusion(details: Mapping[str, Any]) -> dict[str, Any] | None:
             for j, c in enumerate(counts)
         ]
         cells += [{"text": "", "style": heat_style(None), "diagonal": False}] * (size - len(cells))
-        accuracy = per_class.get(classes[i])
+        accuracy = details.per_class_accuracy.get(classes[i])
         rows.append({"label": classes[i], "cells": cells, "accuracy": format_percent(accuracy)})
     return {"classes": classes[:size], "rows": rows}
 
@@ -371,43 +367,42 @@ def probe_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
 
 
 def _probe_card(record: dict[str, Any]) -> dict[str, Any]:
-    details = record["details"]
-    hyper = _dict(details.get("hyperparameters"))
-    search = [_dict(t) for t in _list(details.get("search"))]
-    best = max((as_float(t.get("val_top1")) or -1.0 for t in search), default=None)
+    details = ProbeDetails.from_dict(record["details"])
+    hyper = details.hyperparameters
+    best = max(
+        (t.val_top1 if t.val_top1 is not None else -1.0 for t in details.search), default=None
+    )
+    top1 = details.top1_mean if details.top1_mean is not None else record["value"]
     return {
         "record": record,
         "title": parameter_title(record["parameter"]),
-        "top1": _mean_std(details.get("top1_mean", record["value"]), details.get("top1_std")),
-        "per_class": _mean_std(
-            details.get("mean_per_class_mean"), details.get("mean_per_class_std")
-        ),
+        "top1": _mean_std(top1, details.top1_std),
+        "per_class": _mean_std(details.mean_per_class_mean, details.mean_per_class_std),
         "setup": [
             ("learning rate", format_number(hyper.get("lr"), digits=3)),
             ("weight decay", format_number(hyper.get("weight_decay"), digits=3)),
-            ("training images", format_count(details.get("n_train"))),
+            ("training images", format_count(details.n_train)),
             (
                 "test images × classes",
-                f"{format_count(details.get('n_test_images'))} → "
-                f"{format_count(details.get('n_test_samples'))} samples",
+                f"{format_count(details.n_test_images)} → "
+                f"{format_count(details.n_test_samples)} samples",
             ),
-            ("seeds", ", ".join(_label(s) for s in _list(details.get("seeds"))) or MISSING),
+            ("seeds", ", ".join(_label(s) for s in details.seeds) or MISSING),
             (
                 "top-1 per seed",
-                ", ".join(format_percent(v) for v in _list(details.get("top1_per_seed")))
-                or MISSING,
+                ", ".join(format_percent(v) for v in details.top1_per_seed) or MISSING,
             ),
-            ("mode", _label(details.get("mode"))),
+            ("mode", _label(details.mode)),
         ],
         "confusion": _confusion(details),
         "search": [
             {
-                "lr": format_number(t.get("lr"), digits=3),
-                "weight_decay": format_number(t.get("weight_decay"), digits=3),
-                "val_top1": format_percent(t.get("val_top1")),
-                "best": best is not None and as_float(t.get("val_top1")) == best,
+                "lr": format_number(t.lr, digits=3),
+                "weight_decay": format_number(t.weight_decay, digits=3),
+                "val_top1": format_percent(t.val_top1),
+                "best": best is not None and t.val_top1 == best,
             }
-            for t in search
+            for t in details.search
         ],
     }
 
@@ -445,20 +440,18 @@ def _fig8(recs: list[dict[str, Any]], encoders: list[Any], title: str) -> Markup
         knn = next(
             (r for r in recs if r["encoder"] == encoder and r["metric"] == "knn_accuracy"), None
         )
-        setups = _dict(knn["details"].get("setups")) if knn else {}
+        setups = SemanticDetails.from_dict(knn["details"]).setups if knn else {}
         bars = []
         for key, (name, _) in SETUPS.items():
-            setup = _dict(setups.get(key))
-            value = as_float(setup.get("accuracy"))
-            low, high = _interval_bounds(setup.get("interval"))
+            setup = setups.get(key, SetupSummary(None, None, None))
+            value, low, high = setup.accuracy, setup.low, setup.high
             values += [v for v in (value, low, high) if v is not None]
             bars.append(
                 Bar(
                     value,
                     low,
                     high,
-                    note=f"{_label(encoder)} · {name}: "
-                    f"{format_interval(value, setup.get('interval'))}",
+                    note=f"{_label(encoder)} · {name}: {_setup_interval(setup)}",
                 )
             )
         groups.append(BarGroup(_label(encoder), bars))
@@ -479,35 +472,35 @@ def _fig8(recs: list[dict[str, Any]], encoders: list[Any], title: str) -> Markup
     )
 
 
-def _fig2(details: Mapping[str, Any], title: str) -> dict[str, Any] | None:
-    dist = _dict(details.get("similarity_distributions"))
-    edges = [as_float(e) for e in _list(dist.get("bin_edges"))]
-    if len(edges) < 2 or any(e is None for e in edges):
+def _setup_interval(setup: SetupSummary) -> str:
+    return format_interval(setup.accuracy, {"low": setup.low, "high": setup.high})
+
+
+def _fig2(details: SemanticDetails, title: str) -> dict[str, Any] | None:
+    dist = details.similarity_distributions
+    if dist is None or len(dist.bin_edges) < 2:
         return None
-    clean_edges = [e for e in edges if e is not None]
-    groups, means = _dict(dist.get("groups")), _dict(dist.get("means"))
+    edges = dist.bin_edges
     lines = []
     for key, (name, color, dash) in SIMILARITY_GROUPS.items():
-        counts = [as_float(c) for c in _list(groups.get(key))]
-        total = sum(c for c in counts if c is not None)
+        counts = dist.groups.get(key, [])
+        total = sum(counts)
         if total <= 0:
             continue
         # Densities, not counts: the four groups differ in size by orders of magnitude.
-        density = [
-            None if c is None else c / (total * (clean_edges[i + 1] - clean_edges[i]) or 1.0)
-            for i, c in enumerate(counts[: len(clean_edges) - 1])
+        density: list[float | None] = [
+            c / (total * (edges[i + 1] - edges[i]) or 1.0)
+            for i, c in enumerate(counts[: len(edges) - 1])
         ]
-        mean = as_float(means.get(key))
+        mean = dist.means.get(key)
         label = name if mean is None else f"{name} (mean {format_number(mean, digits=3)})"
         lines.append(Line(label, density, color, dash))
     if not lines:
         return None
     return {
-        "query_class": _label(dist.get("query_class"))
-        if dist.get("query_class") is not None
-        else None,
+        "query_class": _label(dist.query_class) if dist.query_class is not None else None,
         "svg": step_chart(
-            clean_edges,
+            edges,
             lines,
             x_label="cosine similarity to the query",
             y_label="density",
@@ -516,66 +509,58 @@ def _fig2(details: Mapping[str, Any], title: str) -> dict[str, Any] | None:
     }
 
 
-def _gallery(details: Mapping[str, Any]) -> dict[str, Any] | None:
-    gallery = _dict(details.get("gallery"))
-    thumbs = {str(k): safe_image_uri(v) for k, v in _dict(gallery.get("thumbs")).items()}
+def _gallery(details: SemanticDetails) -> dict[str, Any] | None:
+    gallery = details.gallery
+    if gallery is None:
+        return None
+    thumbs = {k: safe_image_uri(v) for k, v in gallery.thumbs.items()}
     queries = []
-    for query in _list(gallery.get("queries")):
-        query = _dict(query)
-        setups = _dict(query.get("setups"))
-        rows = []
-        for key in _GALLERY_SETUPS:
-            neighbours = [_dict(n) for n in _list(setups.get(key))]
-            if not neighbours and key not in setups:
-                continue
-            rows.append(
-                {
-                    "setup": SETUPS[key][0],
-                    "neighbours": [
-                        {
-                            "uri": thumbs.get(str(n.get("thumb"))),
-                            "label": _label(n.get("label")),
-                            "processing": _label(n.get("processing")),
-                            "match": n.get("match") is True,
-                            "similarity": format_number(n.get("similarity"), digits=3),
-                        }
-                        for n in neighbours
-                    ],
-                }
-            )
+    for query in gallery.queries:
+        rows = [
+            {
+                "setup": SETUPS[key][0],
+                "neighbours": [
+                    {
+                        "uri": thumbs.get(n.thumb),
+                        "label": _label(n.label),
+                        "processing": _label(n.processing),
+                        "match": n.match,
+                        "similarity": format_number(n.similarity, digits=3),
+                    }
+                    for n in query.setups[key]
+                ],
+            }
+            for key in _GALLERY_SETUPS
+            if key in query.setups
+        ]
         queries.append(
             {
-                "uri": thumbs.get(str(query.get("thumb"))),
-                "label": _label(query.get("label")),
-                "processing": _label(query.get("processing")),
+                "uri": thumbs.get(query.thumb),
+                "label": _label(query.label),
+                "processing": _label(query.processing),
                 "rows": rows,
             }
         )
     if not queries:
         return None
-    pair = [_label(p) for p in _list(gallery.get("pair"))]
-    return {"pair": pair, "queries": queries}
+    return {"pair": [_label(p) for p in gallery.pair], "queries": queries}
 
 
-def _per_pair(details: Mapping[str, Any]) -> list[dict[str, Any]]:
-    classes = [_label(c) for c in _list(details.get("classes"))]
+def _per_pair(details: SemanticDetails) -> list[dict[str, Any]]:
+    classes = [_label(c) for c in details.classes]
     tables = []
-    for key, setup in _dict(details.get("setups")).items():
-        matrix = [_list(row) for row in _list(_dict(setup).get("per_pair"))]
-        if not matrix:
+    for key, setup in details.setups.items():
+        if not setup.per_pair:
             continue
         rows = [
             {
                 "label": classes[i] if i < len(classes) else str(i),
                 "cells": [
-                    {
-                        "text": format_percent(v, decimals=1, sign=""),
-                        "style": heat_style(as_float(v)),
-                    }
+                    {"text": format_percent(v, decimals=1, sign=""), "style": heat_style(v)}
                     for v in row
                 ],
             }
-            for i, row in enumerate(matrix)
+            for i, row in enumerate(setup.per_pair)
         ]
         width = max(len(r["cells"]) for r in rows)
         columns = (classes + [str(i) for i in range(len(classes), width)])[:width]
@@ -601,22 +586,16 @@ def semantic_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict
     ).items():
         by_metric = {r["metric"]: r for r in recs}
         knn = by_metric.get("knn_accuracy")
-        details = knn["details"] if knn else {}
+        details = SemanticDetails.from_dict(knn["details"] if knn else {})
         title = f"{_label(encoder)} · {_label(dataset)} · {parameter_title(parameter)}"
-        setups = _dict(details.get("setups"))
+        setups = details.setups
         triples.append(
             {
                 "title": title,
                 "failed": sum(r["display"]["status"] == "fail" for r in recs),
                 "all_same": knn["display"]["interval"] if knn else MISSING,
                 "setups": [
-                    (
-                        name,
-                        format_interval(
-                            _dict(setups.get(k)).get("accuracy"),
-                            _dict(setups.get(k)).get("interval"),
-                        ),
-                    )
+                    (name, _setup_interval(setups[k]))
                     for k, (name, _) in SETUPS.items()
                     if k in setups
                 ],
@@ -626,10 +605,10 @@ def semantic_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict
                     for r in recs
                     if r["metric"] not in ("knn_accuracy", "pos_same_gap", "neg_same_gap")
                 ],
-                "k": format_count(details.get("k")),
-                "n_train": format_count(details.get("n_train")),
-                "n_test": format_count(details.get("n_test")),
-                "seeds": ", ".join(_label(s) for s in _list(details.get("seeds"))) or MISSING,
+                "k": format_count(details.k),
+                "n_train": format_count(details.n_train),
+                "n_test": format_count(details.n_test),
+                "seeds": ", ".join(_label(s) for s in details.seeds) or MISSING,
                 "fig2": _fig2(details, f"Similarity distributions: {title}"),
                 "gallery": _gallery(details),
                 "per_pair": _per_pair(details),
