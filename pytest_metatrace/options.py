@@ -248,7 +248,11 @@ _BY_NAME = {opt.name: opt for opt in OPTIONS}
 
 def add_options(parser: pytest.Parser) -> None:
     """Register every option and its ini twin under the ``metatrace`` group."""
-    group = parser.getgroup("metatrace", "visual-encoder metadata-trace audits (pytest-metatrace)")
+    env_only = ", ".join(f"{opt.env} ({opt.help})" for opt in OPTIONS if opt.env_only)
+    group = parser.getgroup(
+        "metatrace",
+        "visual-encoder metadata-trace audits (pytest-metatrace); environment only: " + env_only,
+    )
     for opt in OPTIONS:
         if opt.env_only:
             continue

@@ -71,11 +71,11 @@ def make_tiny_dataset(root: Path, classes: int = 3, per_class: int = 8, size: in
 
 
 def copy_audits(target: Path, names: tuple[str, ...]) -> Path:
-    """Copy the repository's audit modules into a pytester directory."""
+    """Copy the built-in audit modules (``pytest_metatrace/audits``) into a pytester directory."""
     audits = target / "audits"
     audits.mkdir(exist_ok=True)
     for name in names:
-        (audits / name).write_text((REPO / "audits" / name).read_text())
+        (audits / name).write_text((REPO / "pytest_metatrace" / "audits" / name).read_text())
     return audits
 
 

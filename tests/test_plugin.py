@@ -54,6 +54,10 @@ def test_help_lists_every_option_and_stays_light(pytester: pytest.Pytester):
     from pytest_metatrace.options import OPTIONS
 
     for opt in OPTIONS:
+        if opt.env_only:
+            assert f"{opt.env} (" in out, opt.env
+            assert opt.cli not in out, opt.cli
+            continue
         assert opt.cli in out, opt.cli
         if not opt.flag:
             assert opt.ini in out, opt.ini
@@ -74,7 +78,8 @@ def test_option_resolution_cli_over_ini_over_default(pytester: pytest.Pytester):
         """
         def test_opts(metatrace_settings, pytestconfig):
             import json
-            open("opts.json", "w").write(json.dumps(metatrace_settings))
+            assert metatrace_settings.batch_size == metatrace_settings["batch-size"]
+            open("opts.json", "w").write(json.dumps(metatrace_settings.to_dict()))
         """
     )
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
