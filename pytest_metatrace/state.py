@@ -98,9 +98,16 @@ STATE_KEY = pytest.StashKey[ProcessState]()
 def cache_dir(config: pytest.Config) -> Path:
     """The cache directory (created with a .gitignore so it is never committed)."""
     value = get_option(config, "cache-dir")
-    path = Path(value).expanduser() if value else config.rootpath / ".metatrace_cache"
+    base = config.rootpath
+    invoked = config.invocation_params.dir
+    if config.inipath is None and not invoked.is_relative_to(base):
+        # `pytest --pyargs pytest_metatrace.audits` from a folder without an ini
+        # file: pytest takes the installed package as rootdir; cache where the
+        # user is, never inside site-packages.
+        base = invoked
+    path = Path(value).expanduser() if value else base / ".metatrace_cache"
     if not path.is_absolute():
-        path = config.rootpath / path
+        path = base / path
     path.mkdir(parents=True, exist_ok=True)
     ignore = path / ".gitignore"
     if not ignore.exists():
