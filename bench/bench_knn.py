@@ -3,7 +3,7 @@
     python bench/bench_knn.py                      # audit-sized: 20k train x 5k test x 512-d, K=6
     python bench/bench_knn.py --n-train 2000 --n-test 500 --naive-images 5   # quick look
 
-Times the five setups of PROTOCOL section 5 on synthetic embeddings and
+Times the five setups of docs/protocol.md §5 on synthetic embeddings and
 measures the engine's peak memory (CPU: peak RSS above the baseline, reset
 through /proc/self/clear_refs; CUDA: the allocator's peak). Then times a naive
 per-test-image construction (every mixed database built explicitly for each

@@ -179,14 +179,14 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
         {
             "topic": "Processing order",
             "choice": "Pillow processing on the full-resolution decoded RGB image, then the "
-            "encoder's resize / crop / normalize (PROTOCOL section 1)",
+            "encoder's resize / crop / normalize (docs/protocol.md §1)",
             "reason": "as in the paper",
         },
         {
             "topic": "Processing classes",
             "choice": "14 distinct operations, 16 class slots over the four groups: jpeg95_444 is "
             "the 'none' class of sharpening and resizing",
-            "reason": "PROTOCOL section 1 table and groups",
+            "reason": "docs/protocol.md §1 table and groups",
         },
         {
             "topic": "Interpolation scale",
@@ -218,7 +218,7 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "choice": f"stratified by semantic label, seed {opts['seed']}, test fraction "
             f"{opts['test-fraction']}; group-disjoint (StratifiedGroupKFold) when a group column "
             "exists",
-            "reason": "a probe must not learn a photographer instead of a camera (PROTOCOL 4)",
+            "reason": "a probe must not learn a photographer instead of a camera (docs/protocol.md §4)",
         },
         {
             "topic": "Device and precision",
@@ -235,7 +235,7 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "[1e-1, 1e2] x weight decay [1e-12, 1e-4] (log), trained together in one batched "
             "computation, best validation top-1 on a stratified 20% split (ties: lower loss, "
             "then the earlier trial); identical seeded init and shuffles for every trial",
-            "reason": "PROTOCOL section 4; the paper's code uses TPE, and any search at least as "
+            "reason": "docs/protocol.md §4; the paper's code uses TPE, and any search at least as "
             "good on validation is allowed: Sobol matched TPE on hold-out (bench/README.md)",
         },
         {
@@ -243,7 +243,7 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "choice": f"{opts['probe-seeds']} seeds of the training draw "
             "(np.random.default_rng(seed).integers(0, K, N_train)), hyper-parameters tuned on "
             "the first; every test image under every class; std over seeds with ddof 0",
-            "reason": "PROTOCOL section 4 (paper Sec. 3.1); the paper does not say which std",
+            "reason": "docs/protocol.md §4 (paper Sec. 3.1); the paper does not say which std",
         },
         {
             "topic": "kNN semantic influence",
@@ -252,7 +252,7 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "best-ranked neighbour among them; uniform: np.random.default_rng(seed).integers(0, "
             "K, N_train) for seeds base..base+9, one draw for positives and negatives; averaged "
             "over every ordered pair (p_i, p_j), i != j",
-            "reason": "PROTOCOL section 5; ties must be broken deterministically for the fast "
+            "reason": "docs/protocol.md §5; ties must be broken deterministically for the fast "
             "path to equal the naive construction exactly",
         },
         {

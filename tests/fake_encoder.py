@@ -13,7 +13,7 @@ from PIL import Image
 
 
 class TinyPreprocessor:
-    """Resize to 8x8 (bilinear) and return uint8 CHW; masking per PROTOCOL section 3."""
+    """Resize to 8x8 (bilinear) and return uint8 CHW; masking per docs/protocol.md §3."""
 
     def __call__(self, img: Image.Image, mask_ratio: float | None = None) -> torch.Tensor:
         from pytest_metatrace.processing import apply_center_mask

@@ -365,3 +365,25 @@ def test_report_and_json_paths_are_relative_to_the_invocation_folder(
     result.assert_outcomes(passed=1)
     assert (sub / "out" / "r.html").is_file() and (sub / "out" / "r.json").is_file()
     assert not (pytester.path / "out").exists()
+
+
+# --------------------------------------------------------------------------- the protocol
+
+
+def test_every_protocol_citation_points_to_a_section_of_docs_protocol():
+    import re
+
+    doc = (REPO / "docs" / "protocol.md").read_text()
+    sections = {int(n) for n in re.findall(r"^## §(\d+)\.", doc, flags=re.MULTILINE)}
+    assert sections == set(range(1, 12))
+    cited: set[int] = set()
+    files = [*REPO.glob("pytest_metatrace/**/*.py"), *REPO.glob("pytest_metatrace/**/*.j2")]
+    files += [*REPO.glob("audits/*.py"), *REPO.glob("tests/*.py"), REPO / "README.md"]
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"PROTOCOL (section|sections|\d|:)", text), path
+        for match in re.finditer(r"docs/protocol\.md §(\d+)((?:(?:, | and )§\d+)*)", text):
+            numbers = [int(match.group(1)), *map(int, re.findall(r"§(\d+)", match.group(2)))]
+            assert set(numbers) <= sections, f"{path}: {match.group(0)}"
+            cited.update(numbers)
+    assert {1, 2, 3, 4, 5} <= cited

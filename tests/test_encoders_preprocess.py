@@ -73,7 +73,7 @@ def test_scale_size_follows_timm_floor_and_the_policies() -> None:
         math.floor(192 / 0.95),
     )
     assert cfg.replace(resize_size=(300, 300)).scale_size == (300, 300)
-    # PROTOCOL section 2: crop-size resizes the shorter side straight to the crop size.
+    # docs/protocol.md §2: crop-size resizes the shorter side straight to the crop size.
     crop = cfg.replace(resize_policy="crop-size", crop_mode="squash", resize_size=(300, 300))
     assert crop.scale_size == (224, 224)
     assert crop.effective_crop_mode == "center"
@@ -292,7 +292,7 @@ def test_output_is_uint8_chw_contiguous_and_converts_non_rgb() -> None:
 
 
 def test_crop_size_policy_resizes_shorter_side_to_the_crop() -> None:
-    """PROTOCOL section 2 (research code): Resize(crop) + CenterCrop(crop), crop_pct ignored."""
+    """docs/protocol.md §2 (research code): Resize(crop) + CenterCrop(crop), crop_pct ignored."""
     import torchvision.transforms as T
 
     native = PreprocessCfg(input_size=(32, 32), crop_pct=0.5, interpolation="bicubic")
@@ -309,7 +309,7 @@ def test_crop_size_policy_resizes_shorter_side_to_the_crop() -> None:
 @pytest.mark.parametrize("ratio", [0.0, 0.5, 0.9, 0.95, 1.0])
 @pytest.mark.parametrize("size", [(32, 32), (31, 45)])
 def test_mask_is_zero_exactly_where_mask_box_says(ratio: float, size: tuple[int, int]) -> None:
-    """PROTOCOL section 3: mask after resize/crop, before ToTensor; zero inside, same outside."""
+    """docs/protocol.md §3: mask after resize/crop, before ToTensor; zero inside, same outside."""
     cfg = PreprocessCfg(input_size=size, crop_pct=0.9, interpolation="bilinear")
     pre = Preprocessor(cfg)
     img = Image.fromarray(np.full((70, 90, 3), 200, np.uint8), "RGB")  # no black pixel anywhere

@@ -1,4 +1,4 @@
-"""Tests of the kNN semantic-influence engine (PROTOCOL section 5) and its figure data."""
+"""Tests of the kNN semantic-influence engine (docs/protocol.md §5) and its figure data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the processing catalog, parameter groups and center masking (PROTOCOL sections 1, 3).
+"""Tests of the processing catalog, parameter groups and center masking (docs/protocol.md §1, §3).
 
 The pixel tests compare against Pillow calls written out here, not against the
 package's helpers, so that a wrong quality, subsampling, filter or size in the
@@ -37,7 +37,7 @@ from pytest_metatrace.processing import (
     mask_box,
 )
 
-# PROTOCOL section 1, in table order.
+# docs/protocol.md §1, in table order.
 PROTOCOL_CLASSES = [
     "jpeg75_420",
     "jpeg75_444",

@@ -242,7 +242,7 @@ def semantic_records(rng: random.Random, thumbs: dict[str, str]) -> list[Record]
                         match = rng.random() < hit_rate
                         cls = q if match else (q + 1 + n) % len(CLASSES)
                         # all-same: every image with p_i; pos-same: positives with p_i;
-                        # neg-same: negatives with p_i (PROTOCOL section 5).
+                        # neg-same: negatives with p_i (docs/protocol.md §5).
                         same = setup == "all_same" or match == (setup == "pos_same")
                         proc = group.classes[0] if same else group.classes[1]
                         neighbours.append(

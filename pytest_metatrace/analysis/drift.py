@@ -3,7 +3,7 @@
 For one processing class ``p`` and every image, ``1 - cos(e_ref, e_p)`` where
 ``e_ref`` is the image's embedding under ``jpeg95_444`` (every non-JPEG
 operation ends with that re-encode, docs/protocol.md §2). The mean carries a
-bootstrap interval over images (docs/protocol.md §7).
+bootstrap interval over images (docs/protocol.md §11).
 """
 
 from __future__ import annotations

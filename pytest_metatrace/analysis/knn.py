@@ -1,6 +1,6 @@
 """kNN semantic influence: how far processing metadata moves semantic kNN predictions.
 
-PROTOCOL section 5 (paper Sec. 4.1). A test image x is processed with p_i and
+docs/protocol.md §5 (paper Sec. 4.1). A test image x is processed with p_i and
 classified by an unweighted top-k majority vote over a training database whose
 images are processed so that metadata agrees or disagrees with the semantic
 label; ``p_j != p_i`` is a second processing class of the same parameter group:
@@ -22,7 +22,7 @@ computes those K blocks once per chunk of queries and derives every setup from
 them with ``where`` (and a ``gather`` for ``uniform``) instead of building a
 database per query.
 
-Figure data (PROTOCOL section 8): :func:`similarity_distributions` for Fig. 2,
+Figure data (docs/protocol.md §8): :func:`similarity_distributions` for Fig. 2,
 :func:`neighbor_gallery` for Fig. 9.
 
 Conventions shared by every function here:
@@ -74,13 +74,13 @@ __all__ = [
     "uniform_draw",
 ]
 
-#: The five training databases of PROTOCOL section 5, in the paper's order.
+#: The five training databases of docs/protocol.md §5, in the paper's order.
 SETUPS: tuple[str, ...] = ("all_same", "all_diff", "pos_same", "neg_same", "uniform")
 #: The setups defined by an ordered pair (p_i, p_j); ``uniform`` depends on p_i only.
 PAIR_SETUPS: tuple[str, ...] = SETUPS[:4]
-#: Neighbours voting; PROTOCOL: 10 for ImageNet-like sets, 1 for iNaturalist-like sets.
+#: Neighbours voting; docs/protocol.md §5: 10 for ImageNet-like sets, 1 for iNaturalist-like sets.
 DEFAULT_K = 10
-#: Seeds of the ``uniform`` draw (PROTOCOL: 0..9).
+#: Seeds of the ``uniform`` draw (docs/protocol.md §5: 0..9).
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(10))
 #: Default bound on the per-chunk working memory, used to pick the chunk size.
 DEFAULT_MEMORY_BUDGET_MB = 1024
@@ -473,7 +473,7 @@ class KnnInfluenceResult:
 
 
 class KnnInfluence:
-    """kNN semantic influence of one processing parameter group (PROTOCOL section 5).
+    """kNN semantic influence of one processing parameter group (docs/protocol.md §5).
 
     ``KnnInfluence(k=10).evaluate(train, train_labels, test, test_labels, classes)``
     classifies every test image under every class p_i against the five
@@ -529,7 +529,7 @@ class KnnInfluence:
         if not isinstance(self.k, (int, np.integer)) or isinstance(self.k, bool) or self.k < 1:
             raise ValueError(f"k must be a positive integer, got {self.k!r}")
         if not self.seeds:
-            raise ValueError("uniform needs at least one seed (PROTOCOL: seeds 0..9)")
+            raise ValueError("uniform needs at least one seed (docs/protocol.md §5: seeds 0..9)")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {self.seeds}")
 
@@ -604,7 +604,7 @@ class KnnInfluence:
                 if pair_preds is not None:
                     pair_preds[0, i, others, lo:hi] = pred
                 for j in others:
-                    # (positives, negatives) block per setup; PROTOCOL section 5:
+                    # (positives, negatives) block per setup; docs/protocol.md §5:
                     # positives share the query's semantic label.
                     for setup, (pos, neg) in ((1, (j, j)), (2, (i, j)), (3, (j, i))):
                         # all_diff reads its block directly; the mixed databases

@@ -1,4 +1,4 @@
-"""Linear probes on frozen embeddings (PROTOCOL section 4), batched over trials and seeds.
+"""Linear probes on frozen embeddings (docs/protocol.md §4), batched over trials and seeds.
 
 Protocol mode (``mode="sgd"``, the default), exactly:
 
@@ -99,11 +99,11 @@ __all__ = [
 
 ProbeMode = Literal["sgd", "lbfgs"]
 
-#: Epochs of SGD (PROTOCOL section 4).
+#: Epochs of SGD (docs/protocol.md §4).
 DEFAULT_EPOCHS = 100
-#: Minibatch size (PROTOCOL section 4).
+#: Minibatch size (docs/protocol.md §4).
 DEFAULT_BATCH_SIZE = 1024
-#: SGD momentum (PROTOCOL section 4).
+#: SGD momentum (docs/protocol.md §4).
 DEFAULT_MOMENTUM = 0.9
 #: Trials of the hyper-parameter search (the paper's TPE budget).
 DEFAULT_TRIALS = 30
@@ -745,7 +745,7 @@ def _score_trials(
 
 @dataclass
 class LinearProbe:
-    """The paper's linear probe (PROTOCOL section 4) as an estimator.
+    """The paper's linear probe (docs/protocol.md §4) as an estimator.
 
     The constructor only stores parameters; :meth:`fit` runs the search and
     the final fit; :meth:`evaluate` scores a test set once and returns a

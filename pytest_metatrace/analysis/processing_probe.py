@@ -1,4 +1,4 @@
-"""Processing probes (PROTOCOL section 4, paper Sec. 3.1): reading a processing class back.
+"""Processing probes (docs/protocol.md §4, paper Sec. 3.1): reading a processing class back.
 
 For a parameter group with K classes (e.g. the 6 JPEG classes), every image
 was embedded under every class. For each seed ``s`` of the training draw:

@@ -3,7 +3,7 @@
 For each parameter group (JPEG 6 classes, sharpening 3, resizing 3,
 interpolation 4), every training image is processed with one class drawn
 uniformly at random, every test image with every class; a linear probe
-(PROTOCOL section 4: SGD, 30-trial search, 100 epochs, cosine decay) is
+(docs/protocol.md §4: SGD, 30-trial search, 100 epochs, cosine decay) is
 trained on the embeddings and scored on the test set, averaged over 10 seeds
 of the draw (hyper-parameters tuned on the first).
 

@@ -1,7 +1,7 @@
 """Extraction: decode each photo once, produce every view, embed in batches, cache.
 
 The work for one (encoder, dataset) is: for every image with a missing view,
-decode it once, apply each missing processing class (PROTOCOL section 1) to
+decode it once, apply each missing processing class (docs/protocol.md §1) to
 the full-resolution image, run the encoder's own resize / crop (and center
 mask) to uint8 pixels, then embed in batches. Decoding and processing run in
 DataLoader worker processes; the forward pass runs in the main process

@@ -1,4 +1,4 @@
-"""The preprocessing config of an encoder (PROTOCOL section 2).
+"""The preprocessing config of an encoder (docs/protocol.md §2).
 
 :class:`PreprocessCfg` describes, as plain data, every step between a decoded
 RGB image and the tensor an encoder sees: resize (filter, target, policy),
@@ -39,7 +39,7 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 #: center crop (aspect ratio lost); ``border``: longer side to the resize size, pad to the crop
 #: (timm ``border``, open_clip ``longest``).
 CROP_MODES = ("center", "squash", "border")
-#: PROTOCOL section 2: ``native`` keeps the encoder's own resize; ``crop-size`` is the research
+#: docs/protocol.md §2: ``native`` keeps the encoder's own resize; ``crop-size`` is the research
 #: code's: shorter side straight to the crop size, then center crop.
 RESIZE_POLICIES = ("native", "crop-size")
 #: How a center crop's offset is rounded: ``round`` = ``int(round((size - crop) / 2))``
@@ -62,7 +62,7 @@ class PreprocessCfg:
     crop_mode: str = "center"  #: one of :data:`CROP_MODES`
     mean: tuple[float, float, float] = IMAGENET_MEAN  #: per-channel mean of [0, 1] pixels
     std: tuple[float, float, float] = IMAGENET_STD  #: per-channel std of [0, 1] pixels
-    resize_policy: str = "native"  #: one of :data:`RESIZE_POLICIES` (PROTOCOL section 2)
+    resize_policy: str = "native"  #: one of :data:`RESIZE_POLICIES` (docs/protocol.md §2)
     #: explicit resize target (H, W) of the ``native`` policy; None = ``floor(input_size /
     #: crop_pct)`` as timm computes it (transformers processors give the target directly)
     resize_size: tuple[int, int] | None = None

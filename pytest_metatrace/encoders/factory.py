@@ -65,7 +65,7 @@ def create_encoder(
 
     ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda[:N]``; ``precision``:
     ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16``, ``fp16``;
-    ``resize_policy``: ``native`` or ``crop-size`` (PROTOCOL section 2); ``cache_dir``:
+    ``resize_policy``: ``native`` or ``crop-size`` (docs/protocol.md §2); ``cache_dir``:
     where converted built-in weights are kept (default ``~/.cache/pytest-metatrace/weights``);
     ``memory_format``: ``auto`` (channels_last for conv nets), ``channels_last``,
     ``contiguous``. Hub downloads use each library's own cache.

@@ -70,7 +70,7 @@ class Preprocessor:
         """Resize and crop ``img``; black out the centered ``mask_ratio`` box if given.
 
         The mask is applied after resize/crop and before tensor conversion, as
-        PROTOCOL section 3 prescribes, so it lands exactly where
+        docs/protocol.md §3 prescribes, so it lands exactly where
         :func:`~pytest_metatrace.processing.mask_box` says on the crop.
         """
         import numpy as np

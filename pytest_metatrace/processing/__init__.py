@@ -1,4 +1,4 @@
-"""Processing operations, parameter groups and center masking (PROTOCOL sections 1 and 3)."""
+"""Processing operations, parameter groups and center masking (docs/protocol.md §1 and §3)."""
 
 from pytest_metatrace.processing.groups import PARAMETER_GROUPS, ParameterGroup, get_group
 from pytest_metatrace.processing.masking import DEFAULT_MASK_RATIO, apply_center_mask, mask_box

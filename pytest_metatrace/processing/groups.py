@@ -1,4 +1,4 @@
-"""The four parameter groups of PROTOCOL section 1 (number of classes = chance 1/M)."""
+"""The four parameter groups of docs/protocol.md §1 (number of classes = chance 1/M)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Center masking (PROTOCOL section 3).
+"""Center masking (docs/protocol.md §3).
 
 To remove semantic content, a centered rectangle is filled with black after
 the encoder's resize and center crop, before ToTensor. Each side of the
@@ -14,7 +14,7 @@ from PIL import Image
 
 __all__ = ["DEFAULT_MASK_RATIO", "apply_center_mask", "mask_box"]
 
-#: The paper's text uses 0.90; its research code 0.95 (PROTOCOL section 3).
+#: The paper's text uses 0.90; its research code 0.95 (docs/protocol.md §3).
 DEFAULT_MASK_RATIO = 0.90
 
 

@@ -1,4 +1,4 @@
-"""The processing operations of PROTOCOL section 1, bit-exact with Pillow.
+"""The processing operations of docs/protocol.md §1, bit-exact with Pillow.
 
 Every operation takes the full-resolution decoded RGB image, *before* the
 encoder's own resize / crop / normalize, and returns a new RGB image. Every
@@ -164,7 +164,7 @@ def _catalog() -> dict[str, ProcessingOp]:
     return {op.name: op for op in ops}
 
 
-#: The 14 distinct processing classes of PROTOCOL section 1, by name.
+#: The 14 distinct processing classes of docs/protocol.md §1, by name.
 PROCESSING_CLASSES: Mapping[str, ProcessingOp] = _catalog()
 
 

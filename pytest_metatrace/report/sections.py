@@ -409,7 +409,7 @@ def _probe_card(record: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- semantic influence
 
-#: The five kNN databases of PROTOCOL section 5, with their figure colours.
+#: The five kNN databases of docs/protocol.md §5, with their figure colours.
 SETUPS = {
     "all_same": ("all-same", "#0072B2"),
     "all_diff": ("all-diff", "#56B4E9"),
