@@ -9,7 +9,6 @@ the fixtures, when an audit asks for them.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_metatrace import hookspec
+from pytest_metatrace._files import atomic_write_text
 from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in this module
     metatrace_dataset,
     metatrace_embeddings,
@@ -218,7 +218,8 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "choice": f"stratified by semantic label, seed {opts['seed']}, test fraction "
             f"{opts['test-fraction']}; group-disjoint (StratifiedGroupKFold) when a group column "
             "exists",
-            "reason": "a probe must not learn a photographer instead of a camera (docs/protocol.md §4)",
+            "reason": "a probe must not learn a photographer instead of a camera "
+            "(docs/protocol.md §4)",
         },
         {
             "topic": "Device and precision",
@@ -266,13 +267,6 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
     ]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class Controller:
     """Controller-side hooks (the single process, or the xdist controller).
 
@@ -304,7 +298,7 @@ class Controller:
             if not path.is_absolute():
                 path = config.invocation_params.dir / path
             try:
-                _atomic_write(path, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
+                atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
                 state.json_path = path
             except OSError as exc:
                 state.write_errors.append(f"could not write {path}: {exc}")
@@ -319,7 +313,9 @@ class Controller:
                 state.report_path = render_report(path, doc)
             except Exception as exc:  # never lose the run's numbers to a report bug
                 fallback = path.with_suffix(".json")
-                _atomic_write(fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
+                atomic_write_text(
+                    fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+                )
                 state.write_errors.append(
                     f"could not render the HTML report ({type(exc).__name__}: {exc}); the numbers "
                     f"are saved in {fallback}; re-render with "

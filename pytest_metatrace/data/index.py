@@ -13,7 +13,6 @@ run never decodes an image.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_metatrace._files import sha256_file
 from pytest_metatrace._sqlite import connect
 
 __all__ = ["LOADER_VERSION", "RACY_WINDOW_NS", "ImageCheck", "ImageIndex", "sha256_file"]
@@ -43,15 +43,6 @@ CREATE TABLE IF NOT EXISTS checks (
     PRIMARY KEY (digest, loader, max_pixels)
 ) WITHOUT ROWID;
 """
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -22,6 +22,7 @@ torch is imported lazily: this module is imported when the plugin loads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_metatrace._files import atomic_write_text, sha256_file
 from pytest_metatrace.encoders.config import PreprocessCfg
 from pytest_metatrace.encoders.errors import EncoderSpecError
 from pytest_metatrace.encoders.preprocess import Preprocessor
@@ -315,13 +317,9 @@ class Encoder:
         dim = self._probe_dim()
         known = known if isinstance(known, dict) else {}
         known[self.fingerprint] = dim
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache only costs the probe next time
+        # A read-only cache only costs the probe next time.
+        with contextlib.suppress(OSError):
+            atomic_write_text(path, json.dumps(known, sort_keys=True))
         return dim
 
     def _probe_dim(self) -> int:
@@ -495,13 +493,9 @@ def state_dict_digest(state_dict: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (:func:`pytest_metatrace._files.sha256_file`)."""
+    return sha256_file(path)
 
 
 def fingerprint_of(

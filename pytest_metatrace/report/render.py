@@ -12,10 +12,8 @@ URIs, and no URL the browser would fetch. Jinja2 autoescaping is on.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from .._files import atomic_write_text
 from ..results import Record, jsonable
 from .formatting import (
     MISSING,
@@ -355,21 +354,6 @@ def render_html(data: Any) -> str:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        # mkstemp creates the file private; a report is meant to be shared (CI artifacts).
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def render_report(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     """Write the HTML report of ``data`` to ``path`` atomically; returns the path written.
 
@@ -377,5 +361,5 @@ def render_report(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
     page goes to a temporary file in the same folder, then replaces ``path``.
     """
     target = Path(path)
-    _write_atomic(target, render_html(data))
+    atomic_write_text(target, render_html(data))
     return target

@@ -12,9 +12,9 @@ so that timm's pretrained cfg (mean/std 0.5, bicubic, crop_pct 0.875) is kept.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from pytest_metatrace._files import atomic_write
 from pytest_metatrace.encoders.base import LoadedModel, file_digest
 from pytest_metatrace.encoders.errors import EncoderSpecError
 from pytest_metatrace.encoders.families import CheckContext, LoadContext, reject_options
@@ -100,16 +100,7 @@ def convert_lite0(source: Path | None = None, cache_dir: Path | None = None) -> 
                 f"{dst_name} {tuple(ref.shape)}; the package's weights layout changed"
             )
         converted[dst_name] = tensor.to(ref.dtype)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(converted, f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(target, lambda f: torch.save(converted, f))
 
 
 def load(parsed: ParsedSpec, ctx: LoadContext) -> LoadedModel:
