@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 from pytest_metatrace.analysis.probe import (
     LinearProbe,
     ProbeInputError,
+    ProbeMode,
     SearchResult,
     check_features,
     resolve_device,
@@ -408,7 +409,7 @@ def run_processing_probe(
 
 
 #: ``--metatrace-probe-mode`` -> :class:`LinearProbe` mode.
-PROBE_MODES = {"protocol": "sgd", "lbfgs": "lbfgs"}
+PROBE_MODES: dict[str, ProbeMode] = {"protocol": "sgd", "lbfgs": "lbfgs"}
 
 
 def processing_probe(
@@ -431,9 +432,11 @@ def processing_probe(
         seed=settings.seed,
         device=settings.device,
     )
+    train = embeddings.many(dataset, "train", classes)
+    test = embeddings.many(dataset, "test", classes)
     result = run_processing_probe(
-        embeddings.many(dataset, "train", classes),
-        embeddings.many(dataset, "test", classes),
+        {c: train[c] for c in classes},
+        {c: test[c] for c in classes},
         classes,
         probe=probe,
         seeds=settings.probe_seeds,

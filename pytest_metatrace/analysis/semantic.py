@@ -176,8 +176,10 @@ def semantic_influence(
 
     classes = list(PARAMETER_GROUPS[group].classes)
     seed, device = settings.seed, settings.device
-    train = embeddings.many(dataset, "train", classes)
-    test = embeddings.many(dataset, "test", classes)
+    train_views = embeddings.many(dataset, "train", classes)
+    test_views = embeddings.many(dataset, "test", classes)
+    train = {c: train_views[c] for c in classes}
+    test = {c: test_views[c] for c in classes}
     y_train = embeddings.labels(dataset, "train")
     y_test = embeddings.labels(dataset, "test")
     split = embeddings.split(dataset)

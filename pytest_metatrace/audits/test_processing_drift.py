@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_metatrace import processing_drift
+from pytest_metatrace import Dataset, Embeddings, Encoder, Recorder, processing_drift
 from pytest_metatrace.analysis.drift import REFERENCE
 from pytest_metatrace.processing import list_processing
 
@@ -21,8 +21,12 @@ __all__ = ["test_processing_drift"]
 
 @pytest.mark.parametrize("processing", [p for p in list_processing() if p != REFERENCE])
 def test_processing_drift(
-    metatrace_encoder, metatrace_dataset, metatrace_embeddings, metatrace_record, processing
-):
+    metatrace_encoder: Encoder,
+    metatrace_dataset: Dataset,
+    metatrace_embeddings: Embeddings,
+    metatrace_record: Recorder,
+    processing: str,
+) -> None:
     result = processing_drift(metatrace_embeddings, metatrace_dataset, processing)
     (record,) = result.to_records(encoder=metatrace_encoder.id, dataset=metatrace_dataset.id)
     metatrace_record.gate(record, f"drift.{processing}", what=f"{processing} drift")

@@ -16,20 +16,29 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_metatrace import PARAMETER_GROUPS, ProbeInputError, processing_probe
+from pytest_metatrace import (
+    PARAMETER_GROUPS,
+    Dataset,
+    Embeddings,
+    Encoder,
+    ProbeInputError,
+    Recorder,
+    Settings,
+    processing_probe,
+)
 
 __all__ = ["test_processing_trace"]
 
 
 @pytest.mark.parametrize("group", list(PARAMETER_GROUPS))
 def test_processing_trace(
-    metatrace_encoder,
-    metatrace_dataset,
-    metatrace_embeddings,
-    metatrace_record,
-    metatrace_settings,
-    group,
-):
+    metatrace_encoder: Encoder,
+    metatrace_dataset: Dataset,
+    metatrace_embeddings: Embeddings,
+    metatrace_record: Recorder,
+    metatrace_settings: Settings,
+    group: str,
+) -> None:
     title = PARAMETER_GROUPS[group].title
     try:
         result = processing_probe(

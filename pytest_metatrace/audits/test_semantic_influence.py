@@ -17,7 +17,15 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_metatrace import PARAMETER_GROUPS, semantic_influence
+from pytest_metatrace import (
+    PARAMETER_GROUPS,
+    Dataset,
+    Embeddings,
+    Encoder,
+    Recorder,
+    Settings,
+    semantic_influence,
+)
 from pytest_metatrace.analysis.semantic import GAPS
 
 __all__ = ["test_semantic_influence"]
@@ -25,13 +33,13 @@ __all__ = ["test_semantic_influence"]
 
 @pytest.mark.parametrize("group", list(PARAMETER_GROUPS))
 def test_semantic_influence(
-    metatrace_encoder,
-    metatrace_dataset,
-    metatrace_embeddings,
-    metatrace_record,
-    metatrace_settings,
-    group,
-):
+    metatrace_encoder: Encoder,
+    metatrace_dataset: Dataset,
+    metatrace_embeddings: Embeddings,
+    metatrace_record: Recorder,
+    metatrace_settings: Settings,
+    group: str,
+) -> None:
     result = semantic_influence(metatrace_embeddings, metatrace_dataset, group, metatrace_settings)
     accuracy, *gaps = result.to_records(encoder=metatrace_encoder.id, dataset=metatrace_dataset.id)
     metatrace_record(accuracy)
