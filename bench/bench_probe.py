@@ -37,13 +37,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the SGD test oracle
+
+from sgd_oracle import train_sgd_reference
 
 from pytest_metatrace.analysis.probe import (
     LinearProbe,
     l2_normalize,
     stratified_split,
     train_sgd_batched,
-    train_sgd_reference,
 )
 
 

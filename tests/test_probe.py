@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from sgd_oracle import train_sgd_reference
 
-from pytest_metatrace.analysis import probe as probe_mod
+from pytest_metatrace.analysis import probe_search as search_mod
+from pytest_metatrace.analysis import sgd as sgd_mod
 from pytest_metatrace.analysis.probe import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -25,7 +27,6 @@ from pytest_metatrace.analysis.probe import (
     search_points,
     stratified_split,
     train_sgd_batched,
-    train_sgd_reference,
 )
 
 
@@ -117,7 +118,7 @@ def test_chunking_changes_nothing_but_round_off() -> None:
     kw = {"seeds": [1, 2], "n_classes": 3, "epochs": 4, "batch_size": 100, "device": "cpu"}
     whole_w, whole_b = train_sgd_batched(*args, **kw)  # type: ignore[arg-type]
     # A budget this small trains one slot and one trial at a time.
-    assert probe_mod._chunk_plan(2, 3, 32, 3, 100, 1e-3, False) == (1, 1)
+    assert sgd_mod._chunk_plan(2, 3, 32, 3, 100, 1e-3, False) == (1, 1)
     part_w, part_b = train_sgd_batched(*args, memory_budget_mb=1e-3, **kw)  # type: ignore[arg-type]
     np.testing.assert_allclose(whole_w, part_w, rtol=0, atol=1e-6)
     np.testing.assert_allclose(whole_b, part_b, rtol=0, atol=1e-6)
@@ -128,7 +129,7 @@ def test_cosine_schedule_is_cosine_annealing_stepped_per_epoch() -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7, eta_min=0.0)
     for epoch in range(7):
         assert opt.param_groups[0]["lr"] == pytest.approx(
-            2.5 * probe_mod._cosine_factor(epoch, 7), rel=1e-12, abs=1e-15
+            2.5 * sgd_mod._cosine_factor(epoch, 7), rel=1e-12, abs=1e-15
         )
         opt.step()
         sched.step()
@@ -237,7 +238,7 @@ def test_ties_go_to_lower_validation_loss_then_earlier_trial() -> None:
     def trial(i: int, correct: int, loss: float) -> SearchTrial:
         return SearchTrial(i, 0, {"lr": 1.0, "weight_decay": 0.0}, correct / 10, 0, loss, correct)
 
-    pick = probe_mod._best_trial
+    pick = search_mod._best_trial
     assert pick([trial(0, 7, 0.5), trial(1, 8, 0.9), trial(2, 8, 0.4)]).index == 2
     assert pick([trial(0, 8, 0.4), trial(1, 8, 0.4)]).index == 0
     assert pick([trial(0, 8, float("nan")), trial(1, 8, 3.0)]).index == 1
@@ -248,14 +249,14 @@ def test_later_search_rounds_narrow_around_the_best_point() -> None:
     search = LinearProbe(epochs=5, n_trials=9, search_rounds=3).fit(x, y).search_
     assert search is not None
     assert [t.round for t in search.trials] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    best_so_far = probe_mod._best_trial(search.trials[:3])
+    best_so_far = search_mod._best_trial(search.trials[:3])
     for t in search.trials[3:6]:
         # Round 1 spans half of each log-range around round 0's best.
         assert abs(math.log10(t.params["lr"]) - math.log10(best_so_far.params["lr"])) <= 1.5
         assert abs(math.log10(t.params["weight_decay"]) - math.log10(
             best_so_far.params["weight_decay"]
         )) <= 4.0  # fmt: skip
-    assert search.best_index == probe_mod._best_trial(search.trials).index
+    assert search.best_index == search_mod._best_trial(search.trials).index
 
 
 def test_stratified_split_keeps_class_shares() -> None:
