@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from pytest_metatrace.analysis.knn import (
+from pytest_metatrace.analysis.knn_engine import (
     DEFAULT_MEMORY_BUDGET_MB,
     Embeddings,
     Labels,
