@@ -165,6 +165,11 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
     return emb
 
 
+_Thresholds = dict[str, ThresholdSpec]
+#: The session's (command line, ini, default) thresholds, parsed on the first gate.
+_SESSION_THRESHOLDS = pytest.StashKey[tuple[_Thresholds, _Thresholds, _Thresholds]]()
+
+
 class Recorder:
     """Stores records of the current test and gates them against thresholds."""
 
@@ -203,18 +208,25 @@ class Recorder:
         return record
 
     def _threshold_sources(self) -> list[tuple[str, dict[str, ThresholdSpec]]]:
+        """Command line > marker > ini > default; all but the markers parsed once per session."""
         config = self._item.config
+        session = config.stash.get(_SESSION_THRESHOLDS, None)
         try:
-            cli = parse_threshold_lines(
-                config.getoption("metatrace_threshold", default=None) or [], "--metatrace-threshold"
-            )
-            ini = parse_threshold_lines(config.getini("metatrace_threshold") or [], "ini")
+            if session is None:
+                cli = parse_threshold_lines(
+                    config.getoption("metatrace_threshold", default=None) or [],
+                    "--metatrace-threshold",
+                )
+                ini = parse_threshold_lines(config.getini("metatrace_threshold") or [], "ini")
+                defaults = {k: parse_threshold(v) for k, v in DEFAULT_THRESHOLDS.items()}
+                session = (cli, ini, defaults)
+                config.stash[_SESSION_THRESHOLDS] = session
             marker: dict[str, ThresholdSpec] = {}
             for mark in reversed(list(self._item.iter_markers("metatrace_threshold"))):
                 marker.update(_marker_thresholds(mark))
-            defaults = {k: parse_threshold(v) for k, v in DEFAULT_THRESHOLDS.items()}
         except ThresholdError as exc:
             raise pytest.UsageError(str(exc)) from None
+        cli, ini, defaults = session
         return [("command line", cli), ("marker", marker), ("ini", ini), ("default", defaults)]
 
     def gate(self, record: Record, key: str, *, what: str) -> GateOutcome | None:
