@@ -185,6 +185,7 @@ class Recorder:
     def __call__(self, record: Record) -> Record:
         """Record ``record`` (with provenance) for the report and ``--metatrace-json``."""
         _check_interval(record)
+        _check_scores(record)
         enc = self._state.encoders.get(record.encoder)
         ds = self._state.datasets.get(record.dataset)
         # Descriptions travel once per process; the controller deduplicates.
@@ -269,6 +270,19 @@ def _check_interval(record: Record) -> None:
             "them from different data"
         )
     record.interval = {**record.interval, "low": min(low, value), "high": max(high, value)}
+
+
+def _check_scores(record: Record) -> None:
+    """Refuse ``score_ids`` that do not pair one-to-one with ``scores``."""
+    if record.score_ids is None:
+        return
+    n_scores = None if record.scores is None else len(record.scores)
+    if n_scores != len(record.score_ids):
+        raise ValueError(
+            f"record {record.audit}/{record.metric} of {record.encoder} on {record.dataset}: "
+            f"{len(record.score_ids)} score_ids for {n_scores or 'no'} scores; give one id per "
+            "score (the test image it was measured on), or no ids"
+        )
 
 
 def _marker_thresholds(mark: pytest.Mark) -> dict[str, ThresholdSpec]:

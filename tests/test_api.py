@@ -387,3 +387,62 @@ def test_every_protocol_citation_points_to_a_section_of_docs_protocol():
             assert set(numbers) <= sections, f"{path}: {match.group(0)}"
             cited.update(numbers)
     assert {1, 2, 3, 4, 5} <= cited
+
+
+def test_recorder_refuses_score_ids_that_do_not_pair_with_scores(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        from pytest_metatrace import Record
+
+        def test_bad(metatrace_record):
+            metatrace_record(Record(audit="a", metric="m", value=0.5, encoder="e", dataset="d",
+                                    scores=[0.5, 0.5], score_ids=["x"]))
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-report=none")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*1 score_ids for 2 scores; give one id per score*"])
+
+
+def _compare_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_json", REPO / "bench" / "compare_json.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_json_ignores_timing_and_finds_moved_numbers(tmp_path: Path, capsys):
+    compare = _compare_module()
+    record = {
+        "audit": "processing_probe",
+        "metric": "top1",
+        "encoder": "e",
+        "dataset": "d",
+        "parameter": "jpeg",
+        "value": 0.5,
+        "interval": {"low": 0.4, "high": 0.6},
+        "details": {"confusion": [[3, 1], [1, 3]], "wall_time_s": 1.0},
+        "provenance": {"nodeid": "a.py::t", "seed": 0},
+    }
+    before = {"schema_version": 1, "records": [record], "run": {"duration_s": 5.0}}
+    after = json.loads(json.dumps(before))
+    after["run"]["duration_s"] = 9.0
+    after["records"][0]["details"]["wall_time_s"] = 2.0
+    after["records"][0]["provenance"]["nodeid"] = "b.py::t"
+    after["records"][0]["scores"] = [0.5]
+    paths = [tmp_path / "before.json", tmp_path / "after.json"]
+    for path, doc in zip(paths, (before, after)):
+        path.write_text(json.dumps(doc))
+    assert compare.main([str(p) for p in paths]) == 0
+    out = capsys.readouterr().out
+    assert "identical: 1 records" in out and "added: records/*/scores (x1)" in out
+
+    after["records"][0]["details"]["confusion"][1][0] = 2
+    paths[1].write_text(json.dumps(after))
+    assert compare.main([str(p) for p in paths]) == 1
+    assert "details/confusion/1/0: 1 != 2" in capsys.readouterr().out
