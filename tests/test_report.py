@@ -19,6 +19,17 @@ from typing import Any
 
 import pytest
 
+from pytest_metatrace.analysis.drift import DriftResult
+from pytest_metatrace.analysis.schema import (
+    GalleryFigure,
+    GalleryNeighbor,
+    GalleryQuery,
+    ProbeDetails,
+    SearchPoint,
+    SemanticDetails,
+    SetupSummary,
+    SimilarityFigure,
+)
 from pytest_metatrace.processing.groups import PARAMETER_GROUPS
 from pytest_metatrace.report import register_section, render_html, render_report
 from pytest_metatrace.report import sections as sections_module
@@ -96,11 +107,14 @@ def drift_records(rng: random.Random) -> list[Record]:
                     dataset="demo",
                     parameter=name,
                     unit="cosine distance",
-                    details={
-                        "reference": "jpeg95_444",
-                        "n_images": 64,
-                        "quantiles": {"p05": mean * 0.4, "p50": mean * 0.95, "p95": mean * 1.9},
-                    },
+                    details=DriftResult(
+                        processing=name,
+                        reference="jpeg95_444",
+                        mean=mean,
+                        interval=None,
+                        quantiles={"p05": mean * 0.4, "p50": mean * 0.95, "p95": mean * 1.9},
+                        n_images=64,
+                    ).to_dict(),
                     provenance=_provenance(encoder, "audits/test_drift.py::test_drift", [name]),
                 )
             )
@@ -153,30 +167,30 @@ def probe_records(rng: random.Random) -> list[Record]:
                         "method": "cluster bootstrap over test images",
                     },
                     gate=_gate(f"probe.{group.name}", threshold, "chance+0.4", passed, low),
-                    details={
-                        "classes": list(group.classes),
-                        "top1_mean": top1,
-                        "top1_std": 0.012,
-                        "top1_per_seed": per_seed,
-                        "mean_per_class_mean": top1 - 0.01,
-                        "mean_per_class_std": 0.015,
-                        "per_class_accuracy": per_class,
-                        "confusion": confusion,
-                        "hyperparameters": {"lr": 3.16, "weight_decay": 2.4e-9},
-                        "search": [
-                            {
-                                "lr": 10 ** rng.uniform(-1, 2),
-                                "weight_decay": 10 ** rng.uniform(-12, -4),
-                                "val_top1": rng.uniform(0.3, 0.8),
-                            }
+                    details=ProbeDetails(
+                        classes=list(group.classes),
+                        top1_mean=top1,
+                        top1_std=0.012,
+                        top1_per_seed=list(per_seed),
+                        mean_per_class_mean=top1 - 0.01,
+                        mean_per_class_std=0.015,
+                        per_class_accuracy=dict(per_class),
+                        confusion=[list(map(float, row)) for row in confusion],
+                        hyperparameters={"lr": 3.16, "weight_decay": 2.4e-9},
+                        search=[
+                            SearchPoint(
+                                lr=10 ** rng.uniform(-1, 2),
+                                weight_decay=10 ** rng.uniform(-12, -4),
+                                val_top1=rng.uniform(0.3, 0.8),
+                            )
                             for _ in range(5)
                         ],
-                        "n_train": 160,
-                        "n_test_images": n_test,
-                        "n_test_samples": n_test * k,
-                        "seeds": [0, 1, 2],
-                        "mode": "quick",
-                    },
+                        n_train=160,
+                        n_test_images=n_test,
+                        n_test_samples=n_test * k,
+                        seeds=[0, 1, 2],
+                        mode="quick",
+                    ).to_dict(),
                     provenance=_provenance(
                         encoder,
                         f"audits/test_probe.py::test_probe[{group.name}]",
@@ -202,16 +216,17 @@ def semantic_records(rng: random.Random, thumbs: dict[str, str]) -> list[Record]
             }
             k = len(group.classes)
             setups = {
-                name: {
-                    "accuracy": value,
-                    "interval": {"low": value - 0.02, "high": value + 0.02},
-                    "per_pair": [
+                name: SetupSummary(
+                    accuracy=value,
+                    low=value - 0.02,
+                    high=value + 0.02,
+                    per_pair=[
                         [None if i == j else value + rng.uniform(-0.02, 0.02) for j in range(k)]
                         for i in range(k)
                     ]
                     if name in ("pos_same", "neg_same")
-                    else None,
-                }
+                    else [],
+                )
                 for name, value in acc.items()
             }
             edges = [i / 25 for i in range(-5, 26)]
@@ -246,42 +261,37 @@ def semantic_records(rng: random.Random, thumbs: dict[str, str]) -> list[Record]
                         same = setup == "all_same" or match == (setup == "pos_same")
                         proc = group.classes[0] if same else group.classes[1]
                         neighbours.append(
-                            {
-                                "thumb": f"t{cls}_{n % 3}",
-                                "label": CLASSES[cls],
-                                "processing": proc,
-                                "match": match,
-                                "similarity": 0.9 - 0.02 * n,
-                            }
+                            GalleryNeighbor(
+                                thumb=f"t{cls}_{n % 3}",
+                                label=CLASSES[cls],
+                                processing=proc,
+                                match=match,
+                                similarity=0.9 - 0.02 * n,
+                            )
                         )
                     rows[setup] = neighbours
                 queries.append(
-                    {
-                        "thumb": f"t{q}_0",
-                        "label": label,
-                        "processing": group.classes[0],
-                        "setups": rows,
-                    }
+                    GalleryQuery(
+                        thumb=f"t{q}_0", label=label, processing=group.classes[0], setups=rows
+                    )
                 )
-            details = {
-                "k": 10,
-                "classes": list(group.classes),
-                "setups": setups,
-                "similarity_distributions": {
-                    "query_class": "tench",
-                    "bin_edges": edges,
-                    "groups": hist,
-                    "means": centers,
-                },
-                "gallery": {
-                    "pair": [group.classes[0], group.classes[1]],
-                    "thumbs": thumbs,
-                    "queries": queries,
-                },
-                "n_train": 160,
-                "n_test": 40,
-                "seeds": list(range(10)),
-            }
+            details = SemanticDetails(
+                k=10,
+                classes=list(group.classes),
+                setups=setups,
+                similarity_distributions=SimilarityFigure(
+                    query_class="tench",
+                    bin_edges=edges,
+                    groups={key: list(map(float, counts)) for key, counts in hist.items()},
+                    means=dict(centers),
+                ),
+                gallery=GalleryFigure(
+                    pair=[group.classes[0], group.classes[1]], thumbs=thumbs, queries=queries
+                ),
+                n_train=160,
+                n_test=40,
+                seeds=list(range(10)),
+            ).to_dict()
             common = {"encoder": encoder, "dataset": "demo", "parameter": group.name}
             pos_gap, neg_gap = effect, effect * 1.3
             records.append(
