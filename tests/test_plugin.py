@@ -368,8 +368,13 @@ def test_the_readme_audit_example_runs_as_written(tiny_project):
     from plugin_helpers import REPO
 
     readme = (REPO / "README.md").read_text()
-    section = readme.split("## Writing an audit", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = readme.split("## Writing an audit", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    # The first block shows the built-in drift audit: its body is the shipped one's.
+    shipped = (REPO / "pytest_metatrace" / "audits" / "test_processing_drift.py").read_text()
+    body = blocks[0].split("):\n", 1)[1].strip().splitlines()
+    assert len(body) == 4 and all(line in shipped for line in body)
+    code = next(block for block in blocks if "my_audit" in block)
     pytester = tiny_project
     pytester.makepyfile(test_readme_example=code)
     result = pytester.runpytest(*FAST, "--metatrace-data=tinyset", "--metatrace-json=r.json")
