@@ -27,7 +27,17 @@ from markupsafe import Markup
 from ..analysis.drift import DriftResult
 from ..analysis.schema import ProbeDetails, SemanticDetails, SetupSummary
 from ..processing.groups import PARAMETER_GROUPS
-from .charts import Bar, BarGroup, HBar, Line, grouped_bar_chart, hbar_chart, heat_style, step_chart
+from .charts import (
+    Bar,
+    BarGroup,
+    HBar,
+    HeatScale,
+    Line,
+    grouped_bar_chart,
+    hbar_chart,
+    heat_style,
+    step_chart,
+)
 from .formatting import (
     MISSING,
     as_float,
@@ -547,24 +557,66 @@ def _gallery(details: SemanticDetails) -> dict[str, Any] | None:
 
 
 def _per_pair(details: SemanticDetails) -> list[dict[str, Any]]:
+    """Heat maps of accuracy per ordered pair, one per setup, then the two gaps per pair.
+
+    The setups share one colour scale spanning their values (they differ in
+    the third decimal; a 0..1 scale would shade them alike), and the gaps get
+    a diverging scale around zero. Each table carries its scale's legend.
+    """
     classes = [_label(c) for c in details.classes]
+    matrices = {
+        key: [[as_float(v) for v in row] for row in setup.per_pair]
+        for key, setup in details.setups.items()
+    }
+    matrices = {key: m for key, m in matrices.items() if m}
+    gaps = {}
+    for name, (plus, minus) in {
+        "pos-same − all-same": ("pos_same", "all_same"),
+        "all-same − neg-same": ("all_same", "neg_same"),
+    }.items():
+        if plus in matrices and minus in matrices:
+            gaps[name] = [
+                [
+                    a - b if a is not None and b is not None else None
+                    for a, b in zip(ra, rb, strict=False)
+                ]
+                for ra, rb in zip(matrices[plus], matrices[minus], strict=False)
+            ]
+    accuracy = HeatScale.spanning([v for m in matrices.values() for row in m for v in row])
+    gap = HeatScale.spanning([v for m in gaps.values() for row in m for v in row], diverging=True)
     tables = []
-    for key, setup in details.setups.items():
-        if not setup.per_pair:
-            continue
+    for title, matrix, scale, signed in [
+        *((SETUPS.get(k, (k,))[0], m, accuracy, False) for k, m in matrices.items()),
+        *((k, m, gap, True) for k, m in gaps.items()),
+    ]:
         rows = [
             {
                 "label": classes[i] if i < len(classes) else str(i),
                 "cells": [
-                    {"text": format_percent(v, decimals=1, sign=""), "style": heat_style(v)}
+                    {
+                        "text": format_percent(v, decimals=1, signed=signed, sign=""),
+                        "style": scale.style(v),
+                    }
                     for v in row
                 ],
             }
-            for i, row in enumerate(setup.per_pair)
+            for i, row in enumerate(matrix)
         ]
         width = max(len(r["cells"]) for r in rows)
         columns = (classes + [str(i) for i in range(len(classes), width)])[:width]
-        tables.append({"setup": SETUPS.get(key, (key,))[0], "columns": columns, "rows": rows})
+        unit = " pp" if signed else "%"
+        tables.append(
+            {
+                "setup": title,
+                "columns": columns,
+                "rows": rows,
+                "legend": {
+                    "low": format_percent(scale.low, decimals=1, signed=signed, sign=unit),
+                    "high": format_percent(scale.high, decimals=1, signed=signed, sign=unit),
+                    "gradient": scale.gradient(),
+                },
+            }
+        )
     return tables
 
 
