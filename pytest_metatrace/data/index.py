@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_metatrace._sqlite import connect
+from pytest_metatrace.data.loading import open_image_file
 
 __all__ = ["LOADER_VERSION", "RACY_WINDOW_NS", "ImageCheck", "ImageIndex", "sha256_file"]
 
 #: Bump when :mod:`pytest_metatrace.data.loading` changes what it accepts or converts.
 #: 2: RGB images with a transparent colour are flattened; empty files named as such.
-LOADER_VERSION = 2
+#: 3: 16-bit-per-channel colour images name their conversion to 8 bits.
+LOADER_VERSION = 3
 
 #: Files modified less than this long ago are hashed but not remembered (see ``file_digest``).
 RACY_WINDOW_NS = 2_000_000_000
@@ -46,9 +48,13 @@ CREATE TABLE IF NOT EXISTS checks (
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
+    """SHA-256 of a regular file's bytes, read in chunks.
+
+    Raises :class:`~pytest_metatrace.data.loading.UnusableImage` for a FIFO,
+    a device or an over-sized file (see ``open_image_file``).
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_image_file(path) as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()

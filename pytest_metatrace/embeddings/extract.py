@@ -32,7 +32,12 @@ import torch
 from filelock import FileLock
 
 from pytest_metatrace.data.dataset import Dataset, FileSource, ImageItem
-from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS, UnusableImage, load_rgb
+from pytest_metatrace.data.loading import (
+    DEFAULT_MAX_PIXELS,
+    UnusableImage,
+    load_rgb,
+    read_image_file,
+)
 from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
 from pytest_metatrace.embeddings.store import EmbeddingStore, View
 from pytest_metatrace.processing import get_processing
@@ -109,7 +114,7 @@ class _Work(torch.utils.data.Dataset[tuple[int, list[tuple[int, torch.Tensor]], 
         t0 = time.perf_counter()
         try:
             if isinstance(item.source, FileSource):
-                data = Path(item.source.path).read_bytes()
+                data = read_image_file(item.source.path)
                 # The cache is keyed by this digest: a file edited since the
                 # dataset was checked would store wrong numbers under it.
                 if hashlib.sha256(data).hexdigest() != item.digest:

@@ -1,0 +1,215 @@
+"""Fault injection: hostile files, broken caches and failing encoders, each on constructed input.
+
+The plugin's reliability promise (README, "Reliability"): every case below
+ends in a clear message naming the file, folder or option at fault - never a
+hang, a raw traceback or a silently changed number. Each test builds the
+fault itself (a FIFO, a symlink loop, a corrupted row, a truncated database,
+...) and asserts the message, the exit status where pytest runs, and that the
+numbers of the good data are unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from image_helpers import synthetic_rgb, write_image
+
+from pytest_metatrace.data import DatasetError, load_dataset
+from pytest_metatrace.data.loading import UnusableImage, load_rgb, read_image_file
+
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types")
+
+
+def _folder(root: Path, classes: int = 2, per_class: int = 3) -> Path:
+    for c in range(classes):
+        for k in range(per_class):
+            write_image(root / f"c{c}" / f"{k}.png", synthetic_rgb(8, 6, seed=10 * c + k))
+    return root
+
+
+def _digests(root: Path, cache: Path) -> dict[str, str]:
+    return {it.id: it.digest for it in load_dataset(str(root), cache_dir=cache).items}
+
+
+# ---------------------------------------------------------------- files that are not photos
+
+
+@posix_only
+def test_fifo_named_jpg_is_skipped_without_blocking(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data")
+    before = _digests(root, tmp_path / "c1")
+    os.mkfifo(root / "c0" / "pipe.jpg")  # a reader of this blocks until a writer comes
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c2")
+    assert [(Path(s.path).name, s.reason, s.label) for s in ds.skipped] == [
+        ("pipe.jpg", "not a regular file (a FIFO (named pipe)); only regular files are read", "c0")
+    ]
+    assert {it.id: it.digest for it in ds.items} == before
+
+
+@posix_only
+def test_link_to_dev_zero_is_skipped(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data")
+    (root / "c1" / "zero.jpg").symlink_to("/dev/zero")
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c")
+    assert [(Path(s.path).name, s.reason) for s in ds.skipped] == [
+        ("zero.jpg", "not a regular file (a character device); only regular files are read")
+    ]
+    with pytest.raises(UnusableImage, match="character device"):
+        load_rgb("/dev/zero")
+
+
+def test_file_over_the_size_cap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\0" * 101)
+    with pytest.raises(UnusableImage, match="101 bytes is over the 100-byte limit"):
+        read_image_file(path, max_bytes=100)
+    assert read_image_file(path, max_bytes=101) == b"\0" * 101
+
+
+@posix_only
+def test_symlink_loop_in_folder_is_skipped_and_named(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data")
+    before = _digests(root, tmp_path / "c1")
+    (root / "c0" / "a.jpg").symlink_to(root / "c0" / "b.jpg")
+    (root / "c0" / "b.jpg").symlink_to(root / "c0" / "a.jpg")
+    (root / "c1" / "sub").symlink_to(root / "c1", target_is_directory=True)
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c2")
+    assert sorted((Path(s.path).name, s.reason) for s in ds.skipped) == [
+        ("a.jpg", "symbolic link loop; fix or remove the link"),
+        ("b.jpg", "symbolic link loop; fix or remove the link"),
+    ]
+    assert {it.id: it.digest for it in ds.items} == before
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names as raw bytes")
+def test_file_name_that_is_not_utf8_is_skipped_and_named(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data")
+    before = _digests(root, tmp_path / "c1")
+    raw = os.path.join(os.fsencode(root / "c1"), b"caf\xe9.png")
+    with open(raw, "wb") as fh:
+        fh.write((root / "c1" / "0.png").read_bytes())
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c2")
+    assert [(s.path, s.reason) for s in ds.skipped] == [
+        (f"{root}/c1/caf\\xe9.png", "file name is not valid UTF-8; rename it")
+    ]
+    assert {it.id: it.digest for it in ds.items} == before
+
+
+def test_nul_byte_and_link_loop_in_manifest_are_skipped(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data", per_class=3)
+    (root / "loop.png").symlink_to(root / "loop.png")
+    lines = ["path,label"]
+    lines += [f"c{c}/{k}.png,c{c}" for c in range(2) for k in range(3)]
+    lines += ["c0/x\0y.png,c0", "loop.png,c1"]
+    manifest = root / "m.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    ds = load_dataset(str(manifest), cache_dir=tmp_path / "c")
+    assert [(s.path, s.reason, s.label) for s in ds.skipped] == [
+        (f"{manifest}:8: 'c0/x\\x00y.png'", "path contains a NUL byte", "c0"),
+        (f"{manifest}:9: 'loop.png'", "symbolic link loop; fix or remove the link", "c1"),
+    ]
+    assert len(ds.items) == 6
+
+
+# ---------------------------------------------------------------- folders and classes
+
+
+@pytest.mark.skipif(
+    sys.platform == "win32" or os.geteuid() == 0, reason="root reads any folder"
+)
+def test_unreadable_class_folder_is_named_as_skipped(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data", classes=3)
+    sub = root / "c2" / "deeper"
+    write_image(sub / "x.png", synthetic_rgb(8, 6, seed=99))
+    sub.chmod(0)
+    try:
+        ds = load_dataset(str(root), cache_dir=tmp_path / "c")
+    finally:
+        sub.chmod(stat.S_IRWXU)
+    assert [(s.path, s.label) for s in ds.skipped] == [(str(sub), "c2")]
+    assert ds.skipped[0].reason.startswith("cannot read folder: Permission denied")
+
+
+def test_unreadable_folder_is_reported_through_walk_onerror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same path as above for a root user (who reads every folder): os.walk's error hook.
+    root = _folder(tmp_path / "data", classes=2)
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # type: ignore[no-untyped-def]
+        if Path(top).name == "c1":
+            err = PermissionError(13, "Permission denied", str(top))
+            assert onerror is not None, "os.walk without onerror loses unreadable folders"
+            onerror(err)
+            return iter(())
+        return real_walk(top, onerror=onerror, **kw)
+
+    monkeypatch.setattr(os, "walk", walk)
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c")
+    assert [(s.path, s.reason, s.label) for s in ds.skipped] == [
+        (
+            str(root / "c1"),
+            "cannot read folder: Permission denied; its images are left out",
+            "c1",
+        )
+    ]
+    assert ds.classes == ["c0"]
+
+
+def test_manifest_missing_files_that_leave_a_class_too_small_are_named(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data", classes=2, per_class=3)
+    manifest = root / "m.csv"
+    manifest.write_text(
+        "path,label\nc0/0.png,cats\nc0/1.png,cats\nc1/0.png,dogs\ngone1.png,dogs\ngone2.png,dogs\n"
+    )
+    ds = load_dataset(str(manifest), cache_dir=tmp_path / "c")
+    with pytest.raises(DatasetError) as info:
+        ds.split()
+    text = str(info.value)
+    assert "classes ['dogs'] have fewer than 2 images" in text
+    assert "class 'dogs' lost 2 file(s):" in text
+    assert "gone1.png (cannot read file: No such file or directory)" in text
+    assert "gone2.png" in text and "cats" not in text.split(" - ")[1]
+
+
+def test_ignored_extensions_are_named(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "data")
+    (root / "c0" / "IMG_1.HEIC").write_bytes(b"x")
+    (root / "c1" / "notes.txt").write_text("x")
+    ds = load_dataset(str(root), cache_dir=tmp_path / "c")
+    assert ds.ignored_files == 2
+    assert ds.ignored_extensions == {".heic": 1, ".txt": 1}
+    assert ds.ignored_examples == ["c0/IMG_1.HEIC", "c1/notes.txt"]
+    assert ds.describe()["ignored_extensions"] == {".heic": 1, ".txt": 1}
+
+
+def test_sixteen_bit_rgb_is_counted_as_a_conversion(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    w, h = 4, 3
+    arr = (np.arange(w * h * 3).reshape(h, w, 3) * 1000).astype(">u2")
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    img, info = load_rgb(png)
+    assert info.conversions == ["rgb;16b->rgb (>>8)"]
+    np.testing.assert_array_equal(np.asarray(img), (arr >> 8).astype(np.uint8))
+    eight_bit = write_image(tmp_path / "x.png", synthetic_rgb(4, 3))
+    assert load_rgb(eight_bit)[1].conversions == []
