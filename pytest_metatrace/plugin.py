@@ -155,6 +155,14 @@ def pytest_collection_modifyitems(
                     "manifest (path,label[,group,...]) or a name registered by the "
                     "pytest_metatrace_register_datasets hook."
                 )
+            if registry.get(spec) is None and spec.lower().endswith(".csv"):
+                from pytest_metatrace.data import DatasetError
+                from pytest_metatrace.data.sources import check_manifest
+
+                try:
+                    check_manifest(Path(spec))
+                except DatasetError as exc:
+                    raise pytest.UsageError(f"--metatrace-data={spec}: {exc}") from None
 
 
 @pytest.hookimpl(wrapper=True)

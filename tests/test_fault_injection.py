@@ -10,6 +10,7 @@ numbers of the good data are unchanged.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sqlite3
 import stat
@@ -19,9 +20,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 from image_helpers import synthetic_rgb, write_image
+from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
 
 from pytest_metatrace.data import DatasetError, load_dataset
 from pytest_metatrace.data.loading import UnusableImage, load_rgb, read_image_file
+
+# pytester's in-process runs drop every module a run imported; torch cannot be
+# imported twice in one process, so import what the runs need up front.
+for _name in (
+    "torch",
+    "torchvision",
+    "timm",
+    "sklearn.model_selection",
+    "jinja2",
+    "pytest_metatrace.encoders",
+    "pytest_metatrace.embeddings",
+    "pytest_metatrace.data",
+    "pytest_metatrace.analysis.knn",
+    "pytest_metatrace.analysis.processing_probe",
+    "pytest_metatrace.report",
+):
+    importlib.import_module(_name)
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types")
 
@@ -213,3 +232,45 @@ def test_sixteen_bit_rgb_is_counted_as_a_conversion(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(img), (arr >> 8).astype(np.uint8))
     eight_bit = write_image(tmp_path / "x.png", synthetic_rgb(4, 3))
     assert load_rgb(eight_bit)[1].conversions == []
+
+
+# ---------------------------------------------------------------- options and collection
+
+
+@pytest.mark.parametrize("device", ["mps", "cuda:7"])
+def test_device_torch_lacks_is_a_usage_error_at_start(pytester: pytest.Pytester, device: str) -> None:
+    import torch
+
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    pytester.makepyfile("def test_a():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--metatrace-device={device}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"--metatrace-device = {device!r}: device {device!r} was asked for but" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("file,label\na.png,x\n", "lacks column(s) ['path']"),
+        ("path,label\na.png,x,extra\n", "m.csv:2: more values than the 2 header columns"),
+        ("path,label\n", "lists no images"),
+        ("path,label\n,x\n", "m.csv:2: empty path or label"),
+    ],
+)
+def test_malformed_manifest_is_one_usage_error_at_collection(
+    pytester: pytest.Pytester, text: str, message: str
+) -> None:
+    (pytester.path / "m.csv").write_text(text)
+    pytester.makepyfile(
+        "def test_a(metatrace_dataset):\n    pass\ndef test_b(metatrace_dataset):\n    pass\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-data=m.csv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count(message) == 1, err
+    assert "ERROR at setup" not in result.stdout.str() and "Traceback" not in err
