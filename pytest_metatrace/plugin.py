@@ -177,7 +177,26 @@ def pytest_runtest_makereport(
             item.user_properties.append((PROP_EXTRACT, json.dumps(delta)))
         if any(name in _FIXTURES for name in getattr(item, "fixturenames", ())):
             item.user_properties.append((PROP_USED, "1"))
-    return (yield)
+    report = yield
+    if call.excinfo is not None and getattr(call.excinfo.value, "metatrace_clear", False):
+        report.longrepr = _clear_failure(call.excinfo.value)
+    return report
+
+
+def _clear_failure(exc: BaseException) -> str:
+    """The message of a plugin error that says everything, plus the user code's error it chains.
+
+    The plugin's own frames add nothing to such a message; the chained cause
+    (e.g. the exception an encoder's forward raised) keeps its traceback.
+    """
+    import traceback
+
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        chained = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        text += "\n\nThe error it was raised from:\n" + chained.rstrip()
+    return text
 
 
 def _choices(config: pytest.Config) -> list[dict[str, str]]:
@@ -277,8 +296,12 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a temporary file behind
+        raise
 
 
 class Controller:
@@ -325,9 +348,20 @@ class Controller:
                 from pytest_metatrace.report import render_report
 
                 state.report_path = render_report(path, doc)
+            except OSError as exc:  # a folder that cannot be written: say so, like the JSON
+                state.write_errors.append(f"could not write {path}: {exc}")
             except Exception as exc:  # never lose the run's numbers to a report bug
                 fallback = path.with_suffix(".json")
-                _atomic_write(fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False))
+                try:
+                    _atomic_write(
+                        fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+                    )
+                except OSError as write_exc:
+                    state.write_errors.append(
+                        f"could not render the HTML report ({type(exc).__name__}: {exc}) nor "
+                        f"write its numbers to {fallback}: {write_exc}"
+                    )
+                    return
                 state.write_errors.append(
                     f"could not render the HTML report ({type(exc).__name__}: {exc}); the numbers "
                     f"are saved in {fallback}; re-render with "

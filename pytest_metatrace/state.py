@@ -102,7 +102,10 @@ def cache_dir(config: pytest.Config) -> Path:
     path = Path(value).expanduser() if value else config.rootpath / ".metatrace_cache"
     if not path.is_absolute():
         path = config.rootpath / path
-    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        # A folder that cannot be created or written is used read-only; the
+        # cache says what it lacks when something must be written (_sqlite.py).
+        path.mkdir(parents=True, exist_ok=True)
     ignore = path / ".gitignore"
     if not ignore.exists():
         with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ import sqlite3
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,3 +275,200 @@ def test_malformed_manifest_is_one_usage_error_at_collection(
     err = result.stderr.str()
     assert err.count(message) == 1, err
     assert "ERROR at setup" not in result.stdout.str() and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def _embeddings(root: Path, cache: Path) -> tuple[Any, Any, np.ndarray]:
+    from fake_encoder import FakeEncoder
+
+    from pytest_metatrace.embeddings import Embeddings
+
+    ds = load_dataset(str(root), cache_dir=cache)
+    emb = Embeddings(FakeEncoder(), cache_dir=cache, batch_size=4, num_workers=0)
+    return emb, ds, emb(ds, "all", None)
+
+
+def test_corrupted_row_is_detected_recomputed_and_named(tmp_path: Path) -> None:
+    from pytest_metatrace._sqlite import CacheWarning
+
+    root = _folder(tmp_path / "data")
+    emb, ds, before = _embeddings(root, tmp_path / "cache")
+    emb.close()
+    # Flip one float inside one stored vector: SQLite's own checks cannot see it.
+    db = sqlite3.connect(next((tmp_path / "cache" / "embeddings").glob("*.sqlite")))
+    image, blob = db.execute("SELECT image, vec FROM emb ORDER BY image LIMIT 1").fetchone()
+    bad = bytearray(blob)
+    bad[8] ^= 0x40
+    db.execute("UPDATE emb SET vec = ? WHERE image = ?", (bytes(bad), image))
+    db.commit()
+    assert db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    db.close()
+    emb2, ds2, _ = None, None, None
+    from fake_encoder import FakeEncoder
+
+    from pytest_metatrace.embeddings import Embeddings
+
+    emb2 = Embeddings(FakeEncoder(), cache_dir=tmp_path / "cache", batch_size=4, num_workers=0)
+    with pytest.warns(CacheWarning) as caught:
+        after = emb2(ds, "all", None)
+    assert emb2.stats.computed == 1  # only the damaged row
+    text = str(caught[0].message)
+    assert f"1 embedding(s) under original in {emb2.store.path} failed their checksum" in text
+    assert f"(first image: {image[:12]})" in text and "recomputing them" in text
+    np.testing.assert_array_equal(after, before)
+    emb2.close()
+
+
+def test_rows_of_a_cache_without_checksums_get_them(tmp_path: Path) -> None:
+    from pytest_metatrace.embeddings import EmbeddingStore, View
+
+    path = tmp_path / "embeddings" / f"{'a' * 24}-cpu.sqlite"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE emb (view TEXT NOT NULL, image TEXT NOT NULL, dim INTEGER NOT NULL,"
+        " vec BLOB NOT NULL, PRIMARY KEY (view, image)) WITHOUT ROWID;"
+    )
+    view = View("jpeg85_444")
+    vec = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    old.execute("INSERT INTO emb VALUES (?, 'd1', 3, ?)", (view.key, vec.tobytes()))
+    old.commit()
+    old.close()
+    store = EmbeddingStore(tmp_path, encoder_fingerprint="a" * 64, compute_key="cpu")
+    np.testing.assert_array_equal(store.get(view, ["d1"]), vec[None])
+    store.close()
+    (crc,) = sqlite3.connect(path).execute("SELECT crc FROM emb").fetchone()
+    assert crc is not None
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_cache_database_is_moved_aside_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    from pytest_metatrace._sqlite import CacheWarning
+
+    root = _folder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    emb, ds, before = _embeddings(root, cache)
+    emb.close()
+    path = next((cache / "embeddings").glob("*.sqlite"))
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    else:
+        data = path.read_bytes()
+        assert len(data) > 8192
+        path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(CacheWarning) as caught:
+        emb2, _, after = _embeddings(root, cache)
+    text = str(caught[0].message)
+    assert text.startswith(f"the cache at {path} is corrupt (")
+    reason = "it is not an SQLite database" if damage == "garbage" else "it is truncated ("
+    assert reason in text and "moved it aside to" in text and "rebuilding it" in text
+    assert [p.name for p in path.parent.glob("*.corrupt-*")] and path.exists()
+    assert emb2.stats.computed == len(ds)
+    np.testing.assert_array_equal(after, before)
+    emb2.close()
+
+
+def test_corrupt_image_index_is_rebuilt_with_the_same_digests(tmp_path: Path) -> None:
+    from pytest_metatrace._sqlite import CacheWarning
+
+    root = _folder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    before = _digests(root, cache)
+    (cache / "images.sqlite").write_bytes(b"\0" * 4096)
+    with pytest.warns(CacheWarning, match=r"the cache at .*images.sqlite is corrupt"):
+        assert _digests(root, cache) == before
+
+
+def test_read_only_cache_is_used_when_it_holds_what_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_metatrace import _sqlite
+    from pytest_metatrace._sqlite import CacheError
+
+    root = _folder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    emb, ds, before = _embeddings(root, cache)
+    emb.close()
+    # A read-only folder (root ignores permission bits, so the check is simulated).
+    monkeypatch.setattr(_sqlite, "_writable", lambda folder: False)
+    files = sorted(p.name for p in cache.rglob("*"))
+    emb2, ds2, after = _embeddings(root, cache)
+    assert emb2.store.read_only and emb2.stats.computed == 0
+    np.testing.assert_array_equal(after, before)
+    with pytest.raises(CacheError) as info:
+        emb2(ds2, "all", "jpeg75_420")
+    assert str(info.value) == (
+        f"the cache folder {cache / 'embeddings'} is read-only and lacks 84 embedding(s) this run "
+        "needs; make it writable, or point --metatrace-cache-dir (or METATRACE_CACHE_DIR) at a "
+        "writable folder"
+    )  # 6 images x the 14 processing classes extracted together
+    emb2.close()
+    assert sorted(p.name for p in cache.rglob("*")) == files  # nothing written
+
+
+def test_read_only_empty_cache_folder_names_the_folder_and_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_metatrace import _sqlite
+    from pytest_metatrace._sqlite import CacheError
+
+    root = _folder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setattr(_sqlite, "_writable", lambda folder: False)
+    with pytest.raises(CacheError, match=r"is read-only and lacks .*--metatrace-cache-dir"):
+        _embeddings(root, cache)
+    assert list(cache.iterdir()) == []
+
+
+# ---------------------------------------------------------------- small datasets
+
+
+def test_validation_split_is_the_protocols_where_the_data_is_large() -> None:
+    from sklearn.model_selection import train_test_split
+
+    from pytest_metatrace.analysis.validation_split import validation_split
+
+    y = np.repeat(np.arange(4), 25)
+    fit, val = validation_split(y, 0.2, seed=3)
+    ref_fit, ref_val = train_test_split(np.arange(100), test_size=0.2, stratify=y, random_state=3)
+    np.testing.assert_array_equal(fit, np.sort(ref_fit))
+    np.testing.assert_array_equal(val, np.sort(ref_val))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_validation_split_puts_every_class_on_both_sides(seed: int) -> None:
+    from pytest_metatrace.analysis.validation_split import validation_split
+
+    # 6 classes drawn at random over 30 training images (the JPEG group of a
+    # 60-image set): sklearn's split has 6 validation slots and fails or
+    # leaves classes out; a class with one sample can only be fitted.
+    y = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 4, 4, 5] * 2 + [5, 2])
+    y[0] = 0
+    counts = np.bincount(y)
+    fit, val = validation_split(y, 0.2, seed=seed)
+    assert sorted(np.concatenate([fit, val]).tolist()) == list(range(y.size))
+    for c in range(6):
+        assert (y[fit] == c).any(), c
+        assert (y[val] == c).any() == (counts[c] >= 2), c
+    again = validation_split(y, 0.2, seed=seed)
+    np.testing.assert_array_equal(again[1], val)
+    single = np.array([0, 0, 0, 1, 1, 2])  # class 2 has one sample: fitted, not validated
+    fit, val = validation_split(single, 0.2, seed=seed)
+    assert set(single[fit]) == {0, 1, 2} and set(single[val]) == {0, 1}
+
+
+def test_too_small_split_names_classes_and_the_minimum() -> None:
+    from pytest_metatrace.analysis.validation_split import SplitTooSmall, validation_split
+
+    with pytest.raises(SplitTooSmall) as info:
+        validation_split([0, 0, 1, 2], 0.2, seed=0)
+    assert info.value.named(["jpeg75", "jpeg85", "jpeg95"]) == (
+        "too few training samples for the hyper-parameter search's validation split: 4 over 3 "
+        "classes, of which 'jpeg85' (1), 'jpeg95' (1) have fewer than two; it needs at least two "
+        "classes with two or more samples (one to fit, one to validate), and every class needs "
+        "at least one - add samples (see 'Minimum dataset size' in the README)"
+    )
+    assert "lr and weight_decay" not in str(info.value)

@@ -120,7 +120,8 @@ class ImageIndex:
         if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return str(row[2])
         digest = sha256_file(Path(resolved))
-        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS:
+        # A read-only cache cannot remember: the digest is simply recomputed next time.
+        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS and not self._conn.read_only:
             self._conn.execute(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                 (resolved, st.st_size, st.st_mtime_ns, digest),
@@ -137,7 +138,7 @@ class ImageIndex:
 
     def put_checks(self, checks: dict[str, ImageCheck], max_pixels: int) -> None:
         """Remember several checks in one transaction."""
-        if not checks:
+        if not checks or self._conn.read_only:
             return
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
+from pytest_metatrace._sqlite import CacheError, read_only_message
 from pytest_metatrace.data.dataset import Dataset, FileSource, ImageItem
 from pytest_metatrace.data.loading import (
     DEFAULT_MAX_PIXELS,
@@ -48,6 +49,9 @@ __all__ = ["ExtractStats", "ExtractionError", "Extractor", "default_workers"]
 
 class ExtractionError(RuntimeError):
     """An image could not be embedded; the message names the image and the fix."""
+
+    #: The plugin shows this error's message (and a chained cause) instead of a traceback.
+    metatrace_clear = True
 
 
 @dataclass
@@ -162,6 +166,8 @@ class Extractor:
         self.max_pixels = max_pixels
         self.progress = progress or NullProgress()
         self.stats = ExtractStats()
+        self._names: dict[str, str] = {}  #: digest -> file, of the extraction running now
+        self._what = ""  #: what the extraction running now embeds, for error messages
         if encoder.device.type == "cpu":
             tune_malloc_for_inference()
 
@@ -173,6 +179,11 @@ class Extractor:
     def ensure(self, dataset: Dataset, views: Sequence[View]) -> ExtractStats:
         """Compute and store every missing embedding of ``dataset`` under ``views``."""
         stats = ExtractStats()
+        if self.store.read_only:
+            # Nothing can be written, so there is nothing to wait for or to lock.
+            self._ensure_locked(dataset, list(views), stats)
+            self.stats.add(stats)
+            return stats
         t_wait = time.perf_counter()
         lock = self._lock(dataset)
         with lock:
@@ -206,9 +217,15 @@ class Extractor:
         stats.reused = unique * len(views) - total
         if not jobs:
             return
+        if self.store.read_only:
+            raise CacheError(
+                read_only_message(self.store.path, f"{total} embedding(s) this run needs")
+            )
         self.progress.start(
             f"embedding {dataset.id} with {self.encoder.id} ({len(views)} views)", total
         )
+        self._names = {it.digest: it.source.describe() for it, _ in jobs}
+        self._what = f"{dataset.id} ({len(views)} views)"
         work = _Work(jobs, views, self.encoder.preprocessor, self.max_pixels)
         loader = torch.utils.data.DataLoader(
             work,
@@ -245,7 +262,16 @@ class Extractor:
         if self.encoder.device.type == "cuda":
             batch = batch.pin_memory()
         t0 = time.perf_counter()
-        emb = self.encoder.embed(batch)
+        try:
+            emb = self.encoder.embed(batch)
+        except Exception as exc:
+            # The encoder's own error, chained: its traceback is the useful one.
+            first = self._names.get(rows[0][1], rows[0][1][:12])
+            raise ExtractionError(
+                f"encoder {self.encoder.id} failed on batch {len(stats.batches) + 1} of "
+                f"{self._what} ({len(rows)} images, view "
+                f"{rows[0][0].label}, first image {first}): {type(exc).__name__}: {exc}"
+            ) from exc
         stats.forward_s += time.perf_counter() - t0
         vectors = emb.detach().to("cpu", torch.float32).numpy()
         if vectors.shape[0] != len(rows):
@@ -254,9 +280,14 @@ class Extractor:
                 f"of {len(rows)} images; its forward must return one row per image"
             )
         if not np.isfinite(vectors).all():
+            hint = (
+                "the model or its weights produce them even in full precision; check them"
+                if self.encoder.precision == "fp32"
+                else "try --metatrace-precision=fp32"
+            )
             raise ExtractionError(
                 f"encoder {self.encoder.id} produced NaN or infinite embeddings "
-                f"(precision {self.encoder.precision}); try --metatrace-precision=fp32"
+                f"(precision {self.encoder.precision}); {hint}"
             )
         stats.computed += self.store.put_many(
             [(view, digest, vec) for (view, digest, _), vec in zip(rows, vectors, strict=False)]
