@@ -105,7 +105,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 def _uses_plugin_args(config: pytest.Config) -> bool:
-    return any(str(a).startswith("--metatrace") for a in config.invocation_params.args)
+    if any(str(a).startswith("--metatrace") for a in config.invocation_params.args):
+        return True
+    # Encoders and data chosen in the ini file are as much this run's as those on the command line.
+    return any(config.getini(f"metatrace_{name}") for name in ("encoder", "data"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -193,6 +196,10 @@ def _clear_failure(exc: BaseException) -> str:
 
     text = f"{type(exc).__name__}: {exc}"
     cause = exc.__cause__
+    if getattr(exc, "_metatrace_shown", False):
+        # A session-scoped fixture re-raises the same error for every test: one traceback.
+        return text + "\n(the error it was raised from is shown with the first test it failed)"
+    exc._metatrace_shown = True  # type: ignore[attr-defined]
     if cause is not None:
         chained = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         text += "\n\nThe error it was raised from:\n" + chained.rstrip()

@@ -472,3 +472,155 @@ def test_too_small_split_names_classes_and_the_minimum() -> None:
         "at least one - add samples (see 'Minimum dataset size' in the README)"
     )
     assert "lr and weight_decay" not in str(info.value)
+
+
+# ---------------------------------------------------------------- end to end through pytest
+
+BOOM_CONFTEST = TINY_CONFTEST + '''
+
+class Boom(TinyNet):
+    def forward(self, x):
+        raise ValueError("my model has a bug")
+
+
+def make_boom(**options):
+    return Boom().eval(), make_tiny()[1]
+
+
+def pytest_metatrace_register_encoders(registry):
+    registry.register("tiny", make_tiny, description="tiny")
+    registry.register("boom", make_boom, description="raises in forward")
+'''
+
+USES_EMBEDDINGS = """
+def test_one(metatrace_embeddings, metatrace_dataset):
+    metatrace_embeddings(metatrace_dataset, "all", None)
+
+def test_two(metatrace_embeddings, metatrace_dataset):
+    metatrace_embeddings(metatrace_dataset, "all", None)
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(BOOM_CONFTEST)
+    make_tiny_dataset(pytester.path / "tinyset")
+    return pytester
+
+
+def test_encoder_whose_forward_raises_fails_once_clearly(project: pytest.Pytester) -> None:
+    project.makepyfile(test_emb=USES_EMBEDDINGS)
+    result = project.runpytest(
+        "--metatrace-encoder=boom",
+        "--metatrace-data=tinyset",
+        "--metatrace-workers=0",
+        "-p",
+        "no:cacheprovider",
+        "--metatrace-report=none",
+    )
+    result.assert_outcomes(errors=2)  # the encoder fails on its first (probe) forward
+    out = result.stdout.str()
+    message = (
+        "EncoderForwardError: encoder boom's forward raised on a batch of shape (1, 3, 48, 48) "
+        "(cpu, fp32): ValueError: my model has a bug"
+    )
+    assert out.count(message) == 2
+    # The user's own traceback is shown once, ending in their forward; no plugin frames.
+    assert out.count("The error it was raised from:") == 1
+    assert out.count("Traceback (most recent call last)") == 1
+    assert 'raise ValueError("my model has a bug")' in out
+    assert "the error it was raised from is shown with the first test it failed" in out
+    assert "base.py" not in out.split("The error it was raised from:")[0]
+
+
+def test_forward_error_during_extraction_names_encoder_and_batch(tmp_path: Path) -> None:
+    import torch
+    from fake_encoder import FakeEncoder
+
+    from pytest_metatrace.embeddings import Embeddings, ExtractionError
+
+    class Flaky(FakeEncoder):
+        def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+            if self.calls == 1:
+                raise RuntimeError("CUDA error: device-side assert")
+            return super().embed(pixels)
+
+    ds = load_dataset(str(_folder(tmp_path / "d")), cache_dir=tmp_path / "c")
+    emb = Embeddings(Flaky(), cache_dir=tmp_path / "c", batch_size=2, num_workers=0)
+    with pytest.raises(ExtractionError) as info:
+        emb(ds, "all", None)
+    first = ds.items[2].source.describe()
+    assert str(info.value) == (
+        f"encoder fake failed on batch 2 of dataset d (2 images, view original, first "
+        f"image {first}): RuntimeError: CUDA error: device-side assert"
+    )
+    assert isinstance(info.value.__cause__, RuntimeError)
+    # Later calls do not redo the failing work: the same message, said once more.
+    with pytest.raises(ExtractionError, match=r"\(failed earlier in this session; not retried\)"):
+        emb(ds, "test", None)
+    assert emb.encoder.calls == 1
+    emb.close()
+
+
+def test_nan_hint_does_not_suggest_fp32_in_an_fp32_run(tmp_path: Path) -> None:
+    import torch
+    from fake_encoder import FakeEncoder
+
+    from pytest_metatrace.embeddings import Embeddings, ExtractionError
+
+    class NaNEncoder(FakeEncoder):
+        def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+            return super().embed(pixels) * float("nan")
+
+    ds = load_dataset(str(_folder(tmp_path / "d")), cache_dir=tmp_path / "c")
+    for precision, hint in [
+        ("fp32", "the model or its weights produce them even in full precision; check them"),
+        ("fp16", "try --metatrace-precision=fp32"),
+    ]:
+        enc = NaNEncoder(fingerprint=precision * 16)
+        enc.precision = precision
+        emb = Embeddings(enc, cache_dir=tmp_path / "c", num_workers=0)
+        with pytest.raises(ExtractionError) as info:
+            emb(ds, "all", None)
+        assert str(info.value) == (
+            f"encoder fake produced NaN or infinite embeddings (precision {precision}); {hint}"
+        )
+        emb.close()
+
+
+@pytest.mark.parametrize("where", ["parent_is_a_file", "read_only_folder"])
+def test_report_path_that_cannot_be_written_is_a_red_line(
+    project: pytest.Pytester, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.makepyfile(test_emb=USES_EMBEDDINGS)
+    (project.path / "afile").write_text("x")
+    target = project.path / "afile" / "report.html"
+    if where == "read_only_folder":
+        target = project.path / "ro" / "report.html"
+        target.parent.mkdir()
+        real_mkstemp = __import__("tempfile").mkstemp
+
+        def refuse(*args, dir=None, **kw):  # type: ignore[no-untyped-def]
+            if dir is not None and Path(dir) == target.parent:
+                raise PermissionError(13, "Permission denied", str(dir))
+            return real_mkstemp(*args, dir=dir, **kw)
+
+        monkeypatch.setattr("tempfile.mkstemp", refuse)
+    args = ("--metatrace-encoder=tiny", "--metatrace-data=tinyset", "--metatrace-workers=0")
+    good = project.runpytest(*args, "-p", "no:cacheprovider", "--metatrace-report=none")
+    result = project.runpytest(*args, "-p", "no:cacheprovider", f"--metatrace-report={target}")
+    assert result.ret == good.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    assert f"metatrace: could not write {target}: " in out
+    assert "embeddings computed 0, reused from cache 24" in out  # the summary is kept
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    leftovers = [p.name for p in project.path.rglob("*.tmp")]
+    assert leftovers == []
+
+
+def test_header_names_encoders_from_the_ini_file(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nmetatrace_encoder = tiny\nmetatrace_data = tinyset\n")
+    project.makepyfile("def test_a():\n    pass\n")
+    result = project.runpytest("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["metatrace: encoders tiny; data tinyset; device auto; *"])

@@ -41,6 +41,7 @@ from pytest_metatrace.data.loading import (
 )
 from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
 from pytest_metatrace.embeddings.store import EmbeddingStore, View
+from pytest_metatrace.encoders.errors import EncoderForwardError
 from pytest_metatrace.processing import get_processing
 from pytest_metatrace.progress import NullProgress, Progress
 
@@ -225,7 +226,7 @@ class Extractor:
             f"embedding {dataset.id} with {self.encoder.id} ({len(views)} views)", total
         )
         self._names = {it.digest: it.source.describe() for it, _ in jobs}
-        self._what = f"{dataset.id} ({len(views)} views)"
+        self._what = f"dataset {dataset.id}"
         work = _Work(jobs, views, self.encoder.preprocessor, self.max_pixels)
         loader = torch.utils.data.DataLoader(
             work,
@@ -266,12 +267,13 @@ class Extractor:
             emb = self.encoder.embed(batch)
         except Exception as exc:
             # The encoder's own error, chained: its traceback is the useful one.
+            cause = exc.__cause__ if isinstance(exc, EncoderForwardError) and exc.__cause__ else exc
             first = self._names.get(rows[0][1], rows[0][1][:12])
             raise ExtractionError(
                 f"encoder {self.encoder.id} failed on batch {len(stats.batches) + 1} of "
                 f"{self._what} ({len(rows)} images, view "
-                f"{rows[0][0].label}, first image {first}): {type(exc).__name__}: {exc}"
-            ) from exc
+                f"{rows[0][0].label}, first image {first}): {type(cause).__name__}: {cause}"
+            ) from cause
         stats.forward_s += time.perf_counter() - t0
         vectors = emb.detach().to("cpu", torch.float32).numpy()
         if vectors.shape[0] != len(rows):
