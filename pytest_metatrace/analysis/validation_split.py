@@ -67,11 +67,7 @@ def validation_split(
     classes = np.arange(counts.size) if n_classes is not None else np.flatnonzero(counts)
     n_val = math.ceil(val_fraction * y.size)
     fewest = int(counts[classes].min()) if classes.size else 0
-    if (
-        fewest >= 2
-        and n_val >= classes.size
-        and y.size - n_val >= classes.size
-    ):
+    if fewest >= 2 and n_val >= classes.size and y.size - n_val >= classes.size:
         from sklearn.model_selection import train_test_split
 
         try:

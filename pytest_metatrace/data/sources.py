@@ -127,7 +127,9 @@ def _resolve(path: Path) -> tuple[str | None, str]:
 class _Candidates:
     """What a folder or manifest lists, before any file is read."""
 
-    rows: list[tuple[Any, ...]] = field(default_factory=list)  #: (id, label, path, source, group, meta)
+    rows: list[tuple[Any, ...]] = field(
+        default_factory=list
+    )  #: (id, label, path, source, group, meta)
     skipped: list[SkippedImage] = field(default_factory=list)  #: entries unusable as listed
     ignored: Counter[str] = field(default_factory=Counter)  #: extension -> files ignored
     ignored_examples: list[str] = field(default_factory=list)  #: a few ignored files' paths
@@ -159,9 +161,9 @@ def _folder_candidates(root: Path) -> _Candidates:
     for class_dir in classes:
         label = class_dir.name
 
-        def unreadable(exc: OSError, label: str = label) -> None:
+        def unreadable(exc: OSError, label: str = label, top: Path = class_dir) -> None:
             # os.walk skips a folder it cannot list; say so instead of losing its images.
-            where = exc.filename if exc.filename is not None else class_dir
+            where = exc.filename if exc.filename is not None else top
             out.skipped.append(
                 SkippedImage(
                     _shown(where),

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.data.dataset import Dataset, Split
 from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
-from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.embeddings.store import CorruptEmbeddings, EmbeddingStore, View
 from pytest_metatrace.processing import list_processing
 from pytest_metatrace.progress import Progress

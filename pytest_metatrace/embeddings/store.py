@@ -193,7 +193,9 @@ class EmbeddingStore:
             dim = int(arr.shape[0])
             payload.append((view.key, digest, dim, blob, row_checksum(view.key, digest, dim, blob)))
         if self.read_only:
-            raise CacheError(read_only_message(self.path, f"{len(payload)} embedding(s) this run needs"))
+            raise CacheError(
+                read_only_message(self.path, f"{len(payload)} embedding(s) this run needs")
+            )
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
