@@ -90,6 +90,8 @@ def _stats_dict(emb: Any) -> dict[str, float]:
         "reused": float(st.reused),
         "images_decoded": float(st.images_decoded),
         "wall_s": float(st.wall_s),
+        # Constant per key: the first delta carries it, later ones drop it.
+        **{f"needed:{key}": float(n) for key, n in getattr(st, "needed", {}).items()},
     }
 
 

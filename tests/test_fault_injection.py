@@ -741,3 +741,20 @@ def test_corrupt_cached_lite0_weights_are_converted_again(tmp_path: Path) -> Non
     assert all(torch.equal(again[k], reference[k]) for k in reference)
     assert not marker.exists()
     enc.close()
+
+
+def test_two_workers_count_each_embedding_once(project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    project.makepyfile(
+        test_emb="\n".join(
+            f"def test_{i}(metatrace_embeddings, metatrace_dataset):\n"
+            f"    metatrace_embeddings(metatrace_dataset, 'all', None)\n"
+            for i in range(4)
+        )
+    )
+    args = ("--metatrace-encoder=tiny", "--metatrace-data=tinyset", "--metatrace-workers=0")
+    cold = project.runpytest_subprocess(*args, "-n", "2", "-p", "no:cacheprovider")
+    cold.assert_outcomes(passed=4)
+    cold.stdout.fnmatch_lines(["*embeddings computed 24, reused from cache 0 *"])
+    warm = project.runpytest_subprocess(*args, "-n", "2", "-p", "no:cacheprovider")
+    warm.stdout.fnmatch_lines(["*embeddings computed 0, reused from cache 24 *"])

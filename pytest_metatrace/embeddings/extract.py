@@ -67,6 +67,9 @@ class ExtractStats:
     forward_s: float = 0.0  #: time in the encoder's forward pass (main process)
     waited_s: float = 0.0  #: time spent waiting for another process's extraction
     batches: list[int] = field(default_factory=list)  #: batch sizes, in order
+    #: "<store file>/<dataset fingerprint>/<view key>" -> distinct embeddings it covers; lets a
+    #: summary over several processes count each embedding once (see ``needed_key``)
+    needed: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: ExtractStats) -> None:
         """Accumulate another call's numbers."""
@@ -78,6 +81,7 @@ class ExtractStats:
         self.forward_s += other.forward_s
         self.waited_s += other.waited_s
         self.batches.extend(other.batches)
+        self.needed.update(other.needed)
 
 
 def default_workers(device: torch.device) -> int:
@@ -216,6 +220,8 @@ class Extractor:
         total = sum(len(t) for _, t in jobs)
         unique = len(set(digests))
         stats.reused = unique * len(views) - total
+        for view in views:
+            stats.needed[f"{self.store.path.name}/{dataset.fingerprint[:16]}/{view.key}"] = unique
         if not jobs:
             return
         if self.store.read_only:

@@ -137,7 +137,7 @@ def load(parsed: ParsedSpec, ctx: LoadContext) -> LoadedModel:
                 hub_id = pcfg.get("hf_hub_id")
                 source = f"hf-hub:{hub_id}" if hub_id else str(pcfg.get("url"))
     except Exception as exc:
-        refusal = weights_refusal(exc, parsed.weights) if parsed.weights_is_path() else None
+        refusal = weights_refusal(exc, parsed.weights or "") if parsed.weights_is_path() else None
         if refusal is not None:
             raise refusal from exc
         if not isinstance(exc, (RuntimeError, KeyError, ValueError, OSError, TypeError)):
