@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from image_helpers import synthetic_rgb, write_image
-from plugin_helpers import TINY_CONFTEST, make_tiny_dataset
+from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
 
 from pytest_metatrace.data import DatasetError, load_dataset
 from pytest_metatrace.data.loading import UnusableImage, load_rgb, read_image_file
@@ -758,3 +758,14 @@ def test_two_workers_count_each_embedding_once(project: pytest.Pytester) -> None
     cold.stdout.fnmatch_lines(["*embeddings computed 24, reused from cache 0 *"])
     warm = project.runpytest_subprocess(*args, "-n", "2", "-p", "no:cacheprovider")
     warm.stdout.fnmatch_lines(["*embeddings computed 0, reused from cache 24 *"])
+
+
+def test_sixty_image_set_runs_the_jpeg_probe(project: pytest.Pytester) -> None:
+    # The first try: 5 classes x 12 images failed the JPEG probe's split.
+    make_tiny_dataset(project.path / "small", classes=5, per_class=12)
+    copy_audits(project.path, ("test_processing_traces.py",))
+    result = project.runpytest(*FAST, "--metatrace-data=small", "audits", "-k", "jpeg")
+    out = result.stdout.str()
+    assert "cannot run the JPEG compression probe" not in out
+    assert "lr and weight_decay" not in out
+    result.assert_outcomes(passed=1)
