@@ -192,6 +192,8 @@ class Encoder:
         with torch.inference_mode(), self._autocast():
             try:
                 raw = self._forward(x)
+            except EncoderSpecError:
+                raise  # the plugin's own message (e.g. an output key the model lacks)
             except Exception as exc:
                 # The model's own error, chained: its frames are what the user debugs.
                 raise EncoderForwardError(
