@@ -111,7 +111,9 @@ def _damage(path: Path) -> str | None:
     wal_size = wal.stat().st_size if wal.exists() else 0
     # The header's page count is exact for a checkpointed file; pages still in
     # the WAL may lie beyond the end of the main file, so only check without one.
-    if wal_size == 0 and pages and size < pages * page_size:
+    # Offset 92 ("version-valid-for") equal to the change counter (24) says the count is current.
+    current = header[92:96] == header[24:28]
+    if wal_size == 0 and current and pages and size < pages * page_size:
         return f"it is truncated ({size:,} of {pages * page_size:,} bytes)"
     return None
 
