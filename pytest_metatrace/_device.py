@@ -40,4 +40,21 @@ def resolve_device(
             f"device {str(dev)!r} was asked for but no CUDA GPU is available; "
             "use device 'auto' (CUDA when present, else CPU) or 'cpu'"
         )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise error(
+            f"device {str(dev)!r} was asked for but this machine has {count} CUDA GPU(s) "
+            f"(cuda:0..cuda:{count - 1})"
+        )
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise error(
+                f"device {str(dev)!r} was asked for but this torch build or machine has no "
+                "Apple MPS backend; use device 'auto' or 'cpu'"
+            )
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise error(
+            f"unsupported device {str(dev)!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+        )
     return dev

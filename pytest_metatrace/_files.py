@@ -13,13 +13,27 @@ from typing import BinaryIO
 __all__ = ["atomic_write", "atomic_write_text", "sha256_file"]
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 (hex) of a file's bytes, read in chunks."""
+def sha256_file(
+    path: str | os.PathLike[str],
+    chunk: int = 1 << 20,
+    *,
+    opener: Callable[[Path], contextlib.AbstractContextManager[BinaryIO]] | None = None,
+) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks.
+
+    ``opener`` opens the file for reading (default: plain ``open(path, "rb")``);
+    image files pass the loader's guarded opener, which refuses FIFOs, devices
+    and over-sized files instead of blocking on them.
+    """
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with (opener or _open_binary)(Path(path)) as fh:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return open(path, "rb")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:

@@ -134,6 +134,12 @@ def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
             f"metatrace: dataset {dataset.id}: skipped {len(dataset.skipped)} image(s): "
             f"{shown}{more}"
         )
+    if dataset.ignored_files:
+        kinds = ", ".join(f"{ext} x{n}" for ext, n in dataset.ignored_extensions.items())
+        make_progress(config).write(
+            f"metatrace: dataset {dataset.id}: ignored {dataset.ignored_files} file(s) without an "
+            f"image extension ({kinds}), e.g. {', '.join(dataset.ignored_examples)}"
+        )
     return dataset
 
 

@@ -60,6 +60,12 @@ def _device(text: str) -> str:
 
     if not DEVICE_PATTERN.match(text):
         raise ValueError("use auto, cpu, cuda, cuda:N or mps")
+    if text not in ("auto", "cpu"):
+        # Checked at start, not when the first encoder loads: a device torch
+        # lacks is a usage error. Only an explicit GPU choice imports torch here.
+        from pytest_metatrace._device import resolve_device
+
+        resolve_device(text)
     return text
 
 

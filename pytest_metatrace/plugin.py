@@ -105,7 +105,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 def _uses_plugin_args(config: pytest.Config) -> bool:
-    return any(str(a).startswith("--metatrace") for a in config.invocation_params.args)
+    if any(str(a).startswith("--metatrace") for a in config.invocation_params.args):
+        return True
+    # Encoders and data chosen in the ini file are as much this run's as those on the command line.
+    return any(config.getini(f"metatrace_{name}") for name in ("encoder", "data"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -155,6 +158,14 @@ def pytest_collection_modifyitems(
                     "manifest (path,label[,group,...]) or a name registered by the "
                     "pytest_metatrace_register_datasets hook."
                 )
+            if registry.get(spec) is None and spec.lower().endswith(".csv"):
+                from pytest_metatrace.data import DatasetError
+                from pytest_metatrace.data.sources import check_manifest
+
+                try:
+                    check_manifest(Path(spec))
+                except DatasetError as exc:
+                    raise pytest.UsageError(f"--metatrace-data={spec}: {exc}") from None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -169,7 +180,30 @@ def pytest_runtest_makereport(
             item.user_properties.append((PROP_EXTRACT, json.dumps(delta)))
         if any(name in _FIXTURES for name in getattr(item, "fixturenames", ())):
             item.user_properties.append((PROP_USED, "1"))
-    return (yield)
+    report = yield
+    if call.excinfo is not None and getattr(call.excinfo.value, "metatrace_clear", False):
+        report.longrepr = _clear_failure(call.excinfo.value)
+    return report
+
+
+def _clear_failure(exc: BaseException) -> str:
+    """The message of a plugin error that says everything, plus the user code's error it chains.
+
+    The plugin's own frames add nothing to such a message; the chained cause
+    (e.g. the exception an encoder's forward raised) keeps its traceback.
+    """
+    import traceback
+
+    text = f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    if getattr(exc, "_metatrace_shown", False):
+        # A session-scoped fixture re-raises the same error for every test: one traceback.
+        return text + "\n(the error it was raised from is shown with the first test it failed)"
+    exc._metatrace_shown = True  # type: ignore[attr-defined]
+    if cause is not None:
+        chained = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        text += "\n\nThe error it was raised from:\n" + chained.rstrip()
+    return text
 
 
 def _choices(config: pytest.Config) -> list[dict[str, str]]:
@@ -311,11 +345,20 @@ class Controller:
                 from pytest_metatrace.report import render_report
 
                 state.report_path = render_report(path, doc)
+            except OSError as exc:  # a folder that cannot be written: say so, like the JSON
+                state.write_errors.append(f"could not write {path}: {exc}")
             except Exception as exc:  # never lose the run's numbers to a report bug
                 fallback = path.with_suffix(".json")
-                atomic_write_text(
-                    fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
-                )
+                try:
+                    atomic_write_text(
+                        fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
+                    )
+                except OSError as write_exc:
+                    state.write_errors.append(
+                        f"could not render the HTML report ({type(exc).__name__}: {exc}) nor "
+                        f"write its numbers to {fallback}: {write_exc}"
+                    )
+                    return
                 state.write_errors.append(
                     f"could not render the HTML report ({type(exc).__name__}: {exc}); the numbers "
                     f"are saved in {fallback}; re-render with "

@@ -75,16 +75,34 @@ class ExtractTotals:
     """Embedding counts summed over processes."""
 
     computed: int = 0
-    reused: int = 0
+    reused_sum: int = 0  #: "reused" summed over processes (counts shared work twice)
     images_decoded: int = 0
     wall_s: float = 0.0
+    needed: dict[str, int] = field(default_factory=dict)  #: see ``ExtractStats.needed``
 
     def add(self, data: Mapping[str, Any]) -> None:
         """Add one process's delta."""
         self.computed += int(data.get("computed", 0))
-        self.reused += int(data.get("reused", 0))
+        self.reused_sum += int(data.get("reused", 0))
         self.images_decoded += int(data.get("images_decoded", 0))
         self.wall_s += float(data.get("wall_s", 0.0))
+        for key, value in data.items():
+            if key.startswith("needed:"):
+                self.needed[key] = max(self.needed.get(key, 0), int(value))
+
+    @property
+    def reused(self) -> int:
+        """Embeddings read from the cache, each counted once over all processes.
+
+        Under pytest-xdist a worker that waited for another one's extraction
+        finds its rows present; summed, they would count twice (once computed,
+        once reused). Every process reports which (store, dataset, view)
+        it needed and how many embeddings that covers: those, once each, minus
+        what was computed, came from the cache.
+        """
+        if not self.needed:
+            return self.reused_sum
+        return max(0, sum(self.needed.values()) - self.computed)
 
 
 @dataclass

@@ -89,6 +89,8 @@ def _stats_dict(emb: Any) -> dict[str, float]:
         "reused": float(st.reused),
         "images_decoded": float(st.images_decoded),
         "wall_s": float(st.wall_s),
+        # Constant per key: the first delta carries it, later ones drop it.
+        **{f"needed:{key}": float(n) for key, n in getattr(st, "needed", {}).items()},
     }
 
 
@@ -108,7 +110,10 @@ def cache_dir(config: pytest.Config) -> Path:
     path = Path(value).expanduser() if value else base / ".metatrace_cache"
     if not path.is_absolute():
         path = base / path
-    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        # A folder that cannot be created or written is used read-only; the
+        # cache says what it lacks when something must be written (_sqlite.py).
+        path.mkdir(parents=True, exist_ok=True)
     ignore = path / ".gitignore"
     if not ignore.exists():
         with contextlib.suppress(OSError):

@@ -282,7 +282,7 @@ def test_empty_missing_and_folder_paths_are_refused(tmp_path: Path) -> None:
         load_rgb(tmp_path / "empty.png")
     with pytest.raises(UnusableImage, match="cannot read file: No such file"):
         load_rgb(tmp_path / "missing.png")
-    with pytest.raises(UnusableImage, match="cannot read file"):
+    with pytest.raises(UnusableImage, match=r"not a regular file \(a folder\)"):
         load_rgb(tmp_path)
 
 

@@ -447,9 +447,12 @@ def test_cache_dir_from_the_environment_is_created_and_git_ignored(
 
 def test_a_malformed_manifest_fails_with_one_clear_message(pytester: pytest.Pytester):
     (pytester.path / "m.csv").write_text("file,label\na.png,x\n")
-    pytester.makepyfile("def test_a(metatrace_dataset):\n    pass\n")
+    pytester.makepyfile(
+        "def test_a(metatrace_dataset):\n    pass\ndef test_b(metatrace_dataset):\n    pass\n"
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-data=m.csv")
-    result.assert_outcomes(errors=1)
-    out = result.stdout.str()
-    assert "cannot load dataset 'm.csv': manifest m.csv lacks column(s) ['path']" in out
-    assert "During handling" not in out and "Traceback" not in out
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count("lacks column(s)") == 1
+    assert "--metatrace-data=m.csv: manifest m.csv lacks column(s) ['path']" in err
+    assert "During handling" not in err and "Traceback" not in err

@@ -376,7 +376,7 @@ def test_search_needs_two_samples_per_class() -> None:
     x = np.eye(5)
     with pytest.raises(
         ProbeInputError,
-        match=r"\[1\] have fewer than two training samples.*pass lr and weight_decay",
+        match=r"5 over 2 classes, of which class 1 \(1\) have fewer than two",
     ):
         LinearProbe().fit(x, [0, 0, 0, 0, 1])
     # With fixed hyper-parameters no split is needed.

@@ -205,7 +205,9 @@ class LinearProbe:
         holds normalized float32 features.
         """
         start = time.perf_counter()
-        fit_idx, val_idx = stratified_split(labels, self.val_fraction, seed, n_classes=n_classes)
+        from pytest_metatrace.analysis.validation_split import validation_split  # small data
+
+        fit_idx, val_idx = validation_split(labels, self.val_fraction, seed, n_classes=n_classes)
         x_val = bank[torch.from_numpy(rows[val_idx]).to(bank.device)]
         y_val = labels[val_idx]
         trials: list[SearchTrial] = []

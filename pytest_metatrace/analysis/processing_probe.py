@@ -59,6 +59,7 @@ from pytest_metatrace.analysis.stats import (
     Interval,
     bootstrap_mean,
 )
+from pytest_metatrace.analysis.validation_split import SplitTooSmall
 from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
@@ -293,7 +294,8 @@ class ProcessingProbe:
             except ProbeInputError as exc:
                 raise ProbeInputError(
                     f"hyper-parameter search on seed {seeds[0]}'s draw of {n} training images "
-                    f"over {k} classes failed: {exc}"
+                    f"over {k} classes failed: "
+                    f"{exc.named(names) if isinstance(exc, SplitTooSmall) else exc}"
                 ) from exc
             params = search.best_params
         else:

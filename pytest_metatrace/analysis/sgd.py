@@ -265,14 +265,14 @@ def stratified_split(
         raise ProbeInputError(
             f"class(es) {small} have fewer than two training samples ({counts[small].tolist()}); "
             "the stratified validation split of the hyper-parameter search needs at least two "
-            "per class - add samples or pass lr and weight_decay to skip the search"
+            "per class - add samples"
         )
     n_val = math.ceil(val_fraction * y.size)
     if n_val < n_classes or y.size - n_val < n_classes:
         raise ProbeInputError(
             f"{y.size} training samples are too few for a {val_fraction:.0%} stratified "
             f"validation split over {n_classes} classes (each side needs one sample per class) - "
-            "add samples or pass lr and weight_decay to skip the search"
+            "add samples"
         )
     fit_idx, val_idx = train_test_split(
         np.arange(y.size), test_size=val_fraction, stratify=y, random_state=seed

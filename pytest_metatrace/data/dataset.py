@@ -87,6 +87,7 @@ class SkippedImage:
 
     path: str  #: file path or item id
     reason: str  #: why it was left out
+    label: str | None = None  #: the class it would have belonged to, when known
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ class Dataset:
     group_column: str | None = None  #: name of the group key column, if any
     max_pixels: int = DEFAULT_MAX_PIXELS  #: decode limit used when checking the images
     ignored_files: int = 0  #: files without an image extension in a folder dataset
+    ignored_extensions: dict[str, int] = field(default_factory=dict)  #: extension -> ignored
+    ignored_examples: list[str] = field(default_factory=list)  #: a few ignored files, by path
 
     def __post_init__(self) -> None:
         self.items = sorted(self.items, key=lambda it: it.id)
@@ -199,6 +202,7 @@ class Dataset:
             raise DatasetError(
                 f"dataset {self.id!r}: classes {small} have fewer than 2 images; a stratified "
                 "split needs at least one training and one test image per class"
+                + self._skipped_note(small)
             )
         groups = [it.group for it in self.items]
         has_groups = any(g is not None for g in groups)
@@ -258,6 +262,17 @@ class Dataset:
         self._splits[key] = split
         return split
 
+    def _skipped_note(self, classes: Sequence[str]) -> str:
+        """Which skipped files would have belonged to ``classes`` (why a class is small)."""
+        parts = []
+        for c in classes:
+            lost = [s for s in self.skipped if s.label == c]
+            if lost:
+                shown = "; ".join(f"{s.path} ({s.reason})" for s in lost[:5])
+                more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+                parts.append(f"class {c!r} lost {len(lost)} file(s): {shown}{more}")
+        return (" - " + "; ".join(parts)) if parts else ""
+
     def subset(self, split: Split, which: str) -> list[ImageItem]:
         """The items of one split."""
         return [self.items[i] for i in split.indices(which)]
@@ -274,12 +289,16 @@ class Dataset:
             "n_images": len(self.items),
             "n_classes": len(counts),
             "class_counts": dict(sorted(counts.items())),
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "skipped": [
+                {"path": s.path, "reason": s.reason, "label": s.label} for s in self.skipped
+            ],
             "conversions": dict(sorted(self.conversions.items())),
             "metadata_columns": list(self.metadata_columns),
             "group_column": self.group_column,
             "max_pixels": self.max_pixels,
             "ignored_files": self.ignored_files,
+            "ignored_extensions": dict(self.ignored_extensions),
+            "ignored_examples": list(self.ignored_examples),
             "credits": [
                 {
                     "title": c.title,
@@ -324,12 +343,15 @@ def check_sources(
     skipped: list[SkippedImage] = []
     conversions: Counter[str] = Counter()
     digests: list[str | None] = []
-    for _id, _label, path, _src, _group, _meta in candidates:
+    for _id, label, path, _src, _group, _meta in candidates:
         try:
             digests.append(index.file_digest(Path(path)))
         except OSError as exc:
             digests.append(None)
-            skipped.append(SkippedImage(path, f"cannot read file: {exc.strerror or exc}"))
+            skipped.append(SkippedImage(path, f"cannot read file: {exc.strerror or exc}", label))
+        except UnusableImage as exc:  # a FIFO, a device, an over-sized file
+            digests.append(None)
+            skipped.append(SkippedImage(path, exc.reason, label))
 
     unknown_set = {d for d in digests if d is not None and index.get_check(d, max_pixels) is None}
     unknown = sorted(unknown_set)
@@ -366,7 +388,7 @@ def check_sources(
             continue
         check = new.get(d) or index.get_check(d, max_pixels)
         if check is None or not check.ok:
-            skipped.append(SkippedImage(path, check.reason if check else "not checked"))
+            skipped.append(SkippedImage(path, check.reason if check else "not checked", label))
             continue
         for conv in check.conversions:
             conversions[_conversion_kind(conv)] += 1

@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_metatrace._files import sha256_file
+from pytest_metatrace._files import sha256_file as _sha256_file
 from pytest_metatrace._sqlite import connect
+from pytest_metatrace.data.loading import open_image_file
 
 __all__ = ["LOADER_VERSION", "RACY_WINDOW_NS", "ImageCheck", "ImageIndex", "sha256_file"]
 
 #: Bump when :mod:`pytest_metatrace.data.loading` changes what it accepts or converts.
 #: 2: RGB images with a transparent colour are flattened; empty files named as such.
-LOADER_VERSION = 2
+#: 3: 16-bit-per-channel colour images name their conversion to 8 bits.
+LOADER_VERSION = 3
 
 #: Files modified less than this long ago are hashed but not remembered (see ``file_digest``).
 RACY_WINDOW_NS = 2_000_000_000
@@ -43,6 +45,15 @@ CREATE TABLE IF NOT EXISTS checks (
     PRIMARY KEY (digest, loader, max_pixels)
 ) WITHOUT ROWID;
 """
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of an image file's bytes, read in chunks.
+
+    Raises :class:`~pytest_metatrace.data.loading.UnusableImage` for a FIFO,
+    a device or an over-sized file (see ``open_image_file``).
+    """
+    return _sha256_file(path, chunk, opener=open_image_file)
 
 
 @dataclass
@@ -105,7 +116,8 @@ class ImageIndex:
         if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
             return str(row[2])
         digest = sha256_file(Path(resolved))
-        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS:
+        # A read-only cache cannot remember: the digest is simply recomputed next time.
+        if time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS and not self._conn.read_only:
             self._conn.execute(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
                 (resolved, st.st_size, st.st_mtime_ns, digest),
@@ -122,7 +134,7 @@ class ImageIndex:
 
     def put_checks(self, checks: dict[str, ImageCheck], max_pixels: int) -> None:
         """Remember several checks in one transaction."""
-        if not checks:
+        if not checks or self._conn.read_only:
             return
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")

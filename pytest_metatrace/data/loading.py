@@ -26,6 +26,8 @@ Choices (also written into the report's provenance section):
 from __future__ import annotations
 
 import io
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +37,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DecodeInfo", "UnusableImage", "load_rgb", "to_rgb"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_FILE_BYTES",
+    "DecodeInfo",
+    "UnusableImage",
+    "load_rgb",
+    "open_image_file",
+    "read_image_file",
+    "to_rgb",
+]
 
 #: Default ceiling on width x height; about a 100-megapixel photo.
 DEFAULT_MAX_PIXELS = 100_000_000
+
+#: Largest image file read, in bytes: above any real photo (a 100-megapixel
+#: 16-bit RGB TIFF is 600 MB), below what a runaway read could exhaust.
+MAX_FILE_BYTES = 2 << 30
 
 
 class UnusableImage(Exception):
@@ -87,6 +102,71 @@ def _pillow_guard_off() -> Iterator[None]:
             _GUARD_USERS -= 1
             if _GUARD_USERS == 0:
                 Image.MAX_IMAGE_PIXELS = _GUARD_SAVED
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def open_image_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> io.BufferedReader:
+    """Open an image file for reading, refusing anything but a regular file of sane size.
+
+    The file is opened non-blocking and checked on its descriptor (no race
+    between a check and the open): a FIFO or a link to ``/dev/zero`` named
+    ``.jpg`` would otherwise block or stream forever. Raises
+    :class:`UnusableImage` with the reason.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an embedded NUL byte
+        raise UnusableImage(f"cannot read file: {exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a file")
+            raise UnusableImage(f"not a regular file ({kind}); only regular files are read")
+        if st.st_size > max_bytes:
+            raise UnusableImage(
+                f"file of {st.st_size:,} bytes is over the {max_bytes:,}-byte limit for an image"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_image_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular image file (see :func:`open_image_file`), at most ``max_bytes``."""
+    with open_image_file(path, max_bytes=max_bytes) as fh:
+        try:
+            # One byte more than the cap: a file that grew after the check is caught too.
+            data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UnusableImage(f"file is over the {max_bytes:,}-byte limit for an image")
+    return data
+
+
+def _sixteen_bit_rawmode(img: Image.Image) -> str | None:
+    """``"RGB;16B"`` and the like when a colour image is stored with 16 bits per channel."""
+    if img.mode not in ("RGB", "RGBA"):
+        return None  # 16-bit grey modes are converted (and named) by ``to_rgb``
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return rawmode
+    return None
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -143,10 +223,7 @@ def load_rgb(
     unreadable, truncated, float-valued or over-sized images.
     """
     info = DecodeInfo()
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except OSError as exc:
-        raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
+    data = source if isinstance(source, bytes) else read_image_file(source)
     if not data:
         raise UnusableImage("empty file (0 bytes)")
     # Pillow's own decompression-bomb guard is replaced by max_pixels, checked
@@ -173,10 +250,16 @@ def load_rgb(
                 "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode "
                 "possibly partial images"
             )
+        # Pillow decodes 16-bit-per-channel colour (PNG, TIFF) straight to 8-bit
+        # "RGB"/"RGBA" by keeping the high byte: a conversion, counted like the
+        # others. The tile's raw mode says so, and only before ``load``.
+        wide = _sixteen_bit_rawmode(img)
         try:
             img.load()
         except (OSError, ValueError, SyntaxError) as exc:
             raise UnusableImage(f"truncated or corrupt image data: {exc}") from None
+        if wide is not None:
+            info.conversions.append(f"{wide.lower()}->{img.mode.lower()} (>>8)")
         orientation = img.getexif().get(0x0112, 1)
         # Only values exif_transpose acts on are reported as applied.
         if orientation in _EXIF_ORIENTATIONS:

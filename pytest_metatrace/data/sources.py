@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import difflib
 import os
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from pytest_metatrace.data.dataset import (
     DatasetError,
     FileSource,
     ImageSource,
+    SkippedImage,
     check_sources,
 )
 from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS
@@ -33,6 +36,7 @@ from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetRegistry",
+    "check_manifest",
     "dataset_id",
     "default_dataset_registry",
     "load_dataset",
@@ -92,32 +96,124 @@ def dataset_id(spec: str) -> str:
     return path.name or spec
 
 
-def _folder_candidates(root: Path) -> tuple[list[tuple[Any, ...]], int]:
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _shown(path: str | Path) -> str:
+    """A path as text a person can read, whatever bytes the file system holds."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name: str) -> bool:
+    # os.walk decodes undecodable bytes as lone surrogates (PEP 383); they
+    # cannot be stored, hashed into a fingerprint or shown.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _resolve(path: Path) -> tuple[str | None, str]:
+    """``(resolved path, "")``, or ``(None, reason)`` for a link loop or an unusable name."""
+    try:
+        return str(path.resolve()), ""
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        return None, "symbolic link loop; fix or remove the link"
+    except OSError as exc:
+        return None, f"cannot resolve path: {exc.strerror or exc}"
+    except ValueError as exc:  # an embedded NUL byte
+        return None, f"unusable path: {exc}"
+
+
+@dataclass
+class _Candidates:
+    """What a folder or manifest lists, before any file is read."""
+
+    rows: list[tuple[Any, ...]] = field(
+        default_factory=list
+    )  #: (id, label, path, source, group, meta)
+    skipped: list[SkippedImage] = field(default_factory=list)  #: entries unusable as listed
+    ignored: Counter[str] = field(default_factory=Counter)  #: extension -> files ignored
+    ignored_examples: list[str] = field(default_factory=list)  #: a few ignored files' paths
+    meta_cols: list[str] = field(default_factory=list)
+    group_col: str | None = None
+
+
+#: How many ignored files are named in the dataset summary (all are counted).
+_IGNORED_SHOWN = 5
+
+
+def _folder_candidates(root: Path) -> _Candidates:
+    out = _Candidates()
+    classes: list[Path] = []
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        if not _is_utf8(p.name):
+            out.skipped.append(
+                SkippedImage(_shown(p), "class folder name is not valid UTF-8; rename it")
+            )
+            continue
+        classes.append(p)
     if not classes:
         raise DatasetError(
             f"image folder {root} has no class sub-folders; lay it out as "
             f"{root}/<class>/<image files>, or pass a CSV manifest"
         )
-    candidates: list[tuple[Any, ...]] = []
-    ignored = 0
     for class_dir in classes:
-        for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        label = class_dir.name
+
+        def unreadable(exc: OSError, label: str = label, top: Path = class_dir) -> None:
+            # os.walk skips a folder it cannot list; say so instead of losing its images.
+            where = exc.filename if exc.filename is not None else top
+            out.skipped.append(
+                SkippedImage(
+                    _shown(where),
+                    f"cannot read folder: {exc.strerror or exc}; its images are left out",
+                    label=label,
+                )
+            )
+
+        for dirpath, dirnames, filenames in os.walk(class_dir, onerror=unreadable):
+            kept = []
+            for d in sorted(dirnames):
+                if d.startswith("."):
+                    continue
+                if not _is_utf8(d):
+                    out.skipped.append(
+                        SkippedImage(
+                            _shown(Path(dirpath) / d),
+                            "folder name is not valid UTF-8; rename it",
+                            label=label,
+                        )
+                    )
+                    continue
+                kept.append(d)
+            dirnames[:] = kept
             for name in sorted(filenames):
                 if name.startswith("."):
                     continue
                 path = Path(dirpath) / name
-                if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                    ignored += 1
+                suffix = path.suffix.lower()
+                if suffix not in IMAGE_EXTENSIONS:
+                    out.ignored[_shown(suffix) or "(no extension)"] += 1
+                    if len(out.ignored_examples) < _IGNORED_SHOWN:
+                        out.ignored_examples.append(_shown(path.relative_to(root)))
+                    continue
+                if not _is_utf8(name):
+                    out.skipped.append(
+                        SkippedImage(_shown(path), "file name is not valid UTF-8; rename it", label)
+                    )
+                    continue
+                resolved, why = _resolve(path)
+                if resolved is None:
+                    out.skipped.append(SkippedImage(str(path), why, label))
                     continue
                 rel = path.relative_to(root).as_posix()
-                source: ImageSource = FileSource(str(path.resolve()))
-                candidates.append((rel, class_dir.name, str(path), source, None, {}))
-    return candidates, ignored
+                source: ImageSource = FileSource(resolved)
+                out.rows.append((rel, label, str(path), source, None, {}))
+    return out
 
 
-def _csv_candidates(manifest: Path) -> tuple[list[tuple[Any, ...]], list[str], str | None]:
+def _csv_candidates(manifest: Path) -> _Candidates:
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
             return _parse_manifest(manifest, csv.DictReader(fh))
@@ -128,11 +224,20 @@ def _csv_candidates(manifest: Path) -> tuple[list[tuple[Any, ...]], list[str], s
         ) from None
     except csv.Error as exc:
         raise DatasetError(f"manifest {manifest} is not valid CSV: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from None
 
 
-def _parse_manifest(
-    manifest: Path, reader: csv.DictReader[str]
-) -> tuple[list[tuple[Any, ...]], list[str], str | None]:
+def check_manifest(manifest: Path) -> None:
+    """Parse a CSV manifest without reading any image; raise :class:`DatasetError` if malformed.
+
+    Run at collection, so that a malformed manifest is one usage error rather
+    than an error at the setup of every test.
+    """
+    _csv_candidates(manifest)
+
+
+def _parse_manifest(manifest: Path, reader: csv.DictReader[str]) -> _Candidates:
     fields = [f.strip() for f in (reader.fieldnames or [])]
     missing = [c for c in ("path", "label") if c not in fields]
     if missing:
@@ -142,9 +247,10 @@ def _parse_manifest(
         )
     meta_cols = [c for c in fields if c not in ("path", "label", "group")]
     has_group = "group" in fields
-    candidates: list[tuple[Any, ...]] = []
+    out = _Candidates(meta_cols=meta_cols, group_col="group" if has_group else None)
     # Keyed by the resolved file, so that "a.jpg" and "./a.jpg" count as one.
     seen: dict[str, int] = {}
+    listed = 0
     for row_raw in reader:
         line_no = reader.line_num
         if None in row_raw:
@@ -157,8 +263,16 @@ def _parse_manifest(
         rel, label = row.get("path", ""), row.get("label", "")
         if not rel or not label:
             raise DatasetError(f"{manifest}:{line_no}: empty path or label")
+        listed += 1
+        where = f"{manifest}:{line_no}: {rel!r}"
+        if "\x00" in rel:
+            out.skipped.append(SkippedImage(where, "path contains a NUL byte", label))
+            continue
         path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
-        resolved = str(path.resolve())
+        resolved, why = _resolve(path)
+        if resolved is None:
+            out.skipped.append(SkippedImage(where, why, label))
+            continue
         if resolved in seen:
             raise DatasetError(
                 f"{manifest}:{line_no}: path {rel!r} already listed on line {seen[resolved]}"
@@ -167,10 +281,10 @@ def _parse_manifest(
         group = (row.get("group") or None) if has_group else None
         meta = {c: row.get(c, "") for c in meta_cols}
         source: ImageSource = FileSource(resolved)
-        candidates.append((rel, label, str(path), source, group, meta))
-    if not candidates:
+        out.rows.append((rel, label, str(path), source, group, meta))
+    if not listed:
         raise DatasetError(f"manifest {manifest} lists no images")
-    return candidates, meta_cols, "group" if has_group else None
+    return out
 
 
 def load_dataset(
@@ -206,23 +320,20 @@ def load_dataset(
         )
     from pytest_metatrace.data.index import ImageIndex
 
+    if path.is_dir():
+        found = _folder_candidates(path)
+        kind = "folder"
+    elif path.suffix.lower() == ".csv":
+        found = _csv_candidates(path)
+        kind = "csv"
+    else:
+        raise DatasetError(
+            f"dataset {spec!r} is a file but not a .csv manifest; pass a folder or a manifest"
+        )
     index = ImageIndex(cache_dir)
-    ignored = 0
     try:
-        if path.is_dir():
-            candidates, ignored = _folder_candidates(path)
-            meta_cols: list[str] = []
-            group_col: str | None = None
-            kind = "folder"
-        elif path.suffix.lower() == ".csv":
-            candidates, meta_cols, group_col = _csv_candidates(path)
-            kind = "csv"
-        else:
-            raise DatasetError(
-                f"dataset {spec!r} is a file but not a .csv manifest; pass a folder or a manifest"
-            )
         items, skipped, conversions = check_sources(
-            candidates, index=index, max_pixels=max_pixels, progress=progress
+            found.rows, index=index, max_pixels=max_pixels, progress=progress
         )
     finally:
         index.close()
@@ -232,10 +343,12 @@ def load_dataset(
         kind=kind,
         items=items,
         root=str(path.resolve()),
-        skipped=skipped,
+        skipped=found.skipped + skipped,
         conversions=conversions,
-        metadata_columns=meta_cols,
-        group_column=group_col,
+        metadata_columns=found.meta_cols,
+        group_column=found.group_col,
         max_pixels=max_pixels,
-        ignored_files=ignored,
+        ignored_files=sum(found.ignored.values()),
+        ignored_extensions=dict(sorted(found.ignored.items())),
+        ignored_examples=found.ignored_examples,
     )

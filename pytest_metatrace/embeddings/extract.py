@@ -31,10 +31,17 @@ import numpy as np
 import torch
 from filelock import FileLock
 
+from pytest_metatrace._sqlite import CacheError, read_only_message
 from pytest_metatrace.data.dataset import Dataset, FileSource, ImageItem
-from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS, UnusableImage, load_rgb
+from pytest_metatrace.data.loading import (
+    DEFAULT_MAX_PIXELS,
+    UnusableImage,
+    load_rgb,
+    read_image_file,
+)
 from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
 from pytest_metatrace.embeddings.store import EmbeddingStore, View
+from pytest_metatrace.encoders.errors import EncoderForwardError
 from pytest_metatrace.processing import get_processing
 from pytest_metatrace.progress import NullProgress, Progress
 
@@ -43,6 +50,9 @@ __all__ = ["ExtractStats", "ExtractionError", "Extractor", "default_workers"]
 
 class ExtractionError(RuntimeError):
     """An image could not be embedded; the message names the image and the fix."""
+
+    #: The plugin shows this error's message (and a chained cause) instead of a traceback.
+    metatrace_clear = True
 
 
 @dataclass
@@ -57,6 +67,9 @@ class ExtractStats:
     forward_s: float = 0.0  #: time in the encoder's forward pass (main process)
     waited_s: float = 0.0  #: time spent waiting for another process's extraction
     batches: list[int] = field(default_factory=list)  #: batch sizes, in order
+    #: "<store file>/<dataset fingerprint>/<view key>" -> distinct embeddings it covers; lets a
+    #: summary over several processes count each embedding once (see ``needed_key``)
+    needed: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: ExtractStats) -> None:
         """Accumulate another call's numbers."""
@@ -68,6 +81,7 @@ class ExtractStats:
         self.forward_s += other.forward_s
         self.waited_s += other.waited_s
         self.batches.extend(other.batches)
+        self.needed.update(other.needed)
 
 
 def default_workers(device: torch.device) -> int:
@@ -109,7 +123,7 @@ class _Work(torch.utils.data.Dataset[tuple[int, list[tuple[int, torch.Tensor]], 
         t0 = time.perf_counter()
         try:
             if isinstance(item.source, FileSource):
-                data = Path(item.source.path).read_bytes()
+                data = read_image_file(item.source.path)
                 # The cache is keyed by this digest: a file edited since the
                 # dataset was checked would store wrong numbers under it.
                 if hashlib.sha256(data).hexdigest() != item.digest:
@@ -157,6 +171,8 @@ class Extractor:
         self.max_pixels = max_pixels
         self.progress = progress or NullProgress()
         self.stats = ExtractStats()
+        self._names: dict[str, str] = {}  #: digest -> file, of the extraction running now
+        self._what = ""  #: what the extraction running now embeds, for error messages
         if encoder.device.type == "cpu":
             tune_malloc_for_inference()
 
@@ -168,6 +184,11 @@ class Extractor:
     def ensure(self, dataset: Dataset, views: Sequence[View]) -> ExtractStats:
         """Compute and store every missing embedding of ``dataset`` under ``views``."""
         stats = ExtractStats()
+        if self.store.read_only:
+            # Nothing can be written, so there is nothing to wait for or to lock.
+            self._ensure_locked(dataset, list(views), stats)
+            self.stats.add(stats)
+            return stats
         t_wait = time.perf_counter()
         lock = self._lock(dataset)
         with lock:
@@ -199,11 +220,19 @@ class Extractor:
         total = sum(len(t) for _, t in jobs)
         unique = len(set(digests))
         stats.reused = unique * len(views) - total
+        for view in views:
+            stats.needed[f"{self.store.path.name}/{dataset.fingerprint[:16]}/{view.key}"] = unique
         if not jobs:
             return
+        if self.store.read_only:
+            raise CacheError(
+                read_only_message(self.store.path, f"{total} embedding(s) this run needs")
+            )
         self.progress.start(
             f"embedding {dataset.id} with {self.encoder.id} ({len(views)} views)", total
         )
+        self._names = {it.digest: it.source.describe() for it, _ in jobs}
+        self._what = f"dataset {dataset.id}"
         work = _Work(jobs, views, self.encoder.preprocessor, self.max_pixels)
         loader = torch.utils.data.DataLoader(
             work,
@@ -240,7 +269,17 @@ class Extractor:
         if self.encoder.device.type == "cuda":
             batch = batch.pin_memory()
         t0 = time.perf_counter()
-        emb = self.encoder.embed(batch)
+        try:
+            emb = self.encoder.embed(batch)
+        except Exception as exc:
+            # The encoder's own error, chained: its traceback is the useful one.
+            cause = exc.__cause__ if isinstance(exc, EncoderForwardError) and exc.__cause__ else exc
+            first = self._names.get(rows[0][1], rows[0][1][:12])
+            raise ExtractionError(
+                f"encoder {self.encoder.id} failed on batch {len(stats.batches) + 1} of "
+                f"{self._what} ({len(rows)} images, view "
+                f"{rows[0][0].label}, first image {first}): {type(cause).__name__}: {cause}"
+            ) from cause
         stats.forward_s += time.perf_counter() - t0
         vectors = emb.detach().to("cpu", torch.float32).numpy()
         if vectors.shape[0] != len(rows):
@@ -249,9 +288,14 @@ class Extractor:
                 f"of {len(rows)} images; its forward must return one row per image"
             )
         if not np.isfinite(vectors).all():
+            hint = (
+                "the model or its weights produce them even in full precision; check them"
+                if self.encoder.precision == "fp32"
+                else "try --metatrace-precision=fp32"
+            )
             raise ExtractionError(
                 f"encoder {self.encoder.id} produced NaN or infinite embeddings "
-                f"(precision {self.encoder.precision}); try --metatrace-precision=fp32"
+                f"(precision {self.encoder.precision}); {hint}"
             )
         stats.computed += self.store.put_many(
             [(view, digest, vec) for (view, digest, _), vec in zip(rows, vectors, strict=False)]

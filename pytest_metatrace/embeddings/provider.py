@@ -9,15 +9,17 @@ numbers) do not depend on which audit asked first or on the worker count.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.data.dataset import Dataset, Split
-from pytest_metatrace.embeddings.extract import Extractor, ExtractStats
-from pytest_metatrace.embeddings.store import EmbeddingStore, View
+from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
+from pytest_metatrace.embeddings.store import CorruptEmbeddings, EmbeddingStore, View
 from pytest_metatrace.processing import list_processing
 from pytest_metatrace.progress import Progress
 
@@ -53,6 +55,8 @@ class Embeddings:
         # (dataset fingerprint, view key) pairs known complete in this process:
         # later calls read the store without asking the extractor again.
         self._complete: set[tuple[str, str]] = set()
+        # Dataset fingerprint -> the extraction error it ended with, in this process.
+        self._failed: dict[str, str] = {}
         self.extractor = Extractor(
             encoder,
             self.store,
@@ -106,10 +110,31 @@ class Embeddings:
         fingerprint = dataset.fingerprint
         todo = [v for v in batch if (fingerprint, v.key) not in self._complete]
         if todo:
-            self.extractor.ensure(dataset, todo)
+            failed = self._failed.get(fingerprint)
+            if failed is not None:
+                # Every later test would repeat the same failing work and traceback.
+                raise ExtractionError(f"{failed} (failed earlier in this session; not retried)")
+            try:
+                self.extractor.ensure(dataset, todo)
+            except ExtractionError as exc:
+                self._failed[fingerprint] = str(exc)
+                raise
             self._complete.update((fingerprint, v.key) for v in todo)
         digests = [dataset.items[i].digest for i in self.split(dataset).indices(split)]
-        return {v.processing: self.store.get(v, digests) for v in wanted}
+        return {v.processing: self._read(dataset, v, digests) for v in wanted}
+
+    def _read(self, dataset: Dataset, view: View, digests: list[str]) -> np.ndarray:
+        """Stored embeddings; rows that fail their checksum are recomputed, with a warning."""
+        try:
+            return self.store.get(view, digests)
+        except CorruptEmbeddings as exc:
+            warnings.warn(
+                f"{exc}; recomputing them (the cache holds derived data only)",
+                CacheWarning,
+                stacklevel=4,
+            )
+        self.extractor.ensure(dataset, [view])
+        return self.store.get(view, digests)
 
     def __call__(
         self,

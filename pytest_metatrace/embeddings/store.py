@@ -13,12 +13,21 @@ Writes are transactions of whole batches: an interrupted run keeps every
 finished batch and the next run computes only what is missing; concurrent
 pytest-xdist workers cannot corrupt the file or duplicate a row (primary key,
 ``INSERT OR IGNORE``).
+
+Every row carries a CRC-32 of its key and bytes, checked on every read: a
+vector damaged inside the file (a flipped bit SQLite's own checks do not see)
+is never returned. :meth:`EmbeddingStore.get` deletes such rows and raises
+:class:`CorruptEmbeddings`; the caller recomputes them and says so. Rows of a
+cache written before the checksum existed get theirs when the file is first
+opened by this version (trusted on first use).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from pytest_metatrace._sqlite import connect
+from pytest_metatrace._sqlite import CacheError, connect, read_only_message, retry_locked
 
-__all__ = ["PIPELINE_VERSION", "EmbeddingStore", "View"]
+__all__ = ["PIPELINE_VERSION", "CorruptEmbeddings", "EmbeddingStore", "View", "row_checksum"]
 
 #: Bump when the extraction pipeline changes its output (decode, processing order, ...).
 PIPELINE_VERSION = 1
@@ -36,11 +45,33 @@ PIPELINE_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS emb (
     view TEXT NOT NULL, image TEXT NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL,
+    crc INTEGER,
     PRIMARY KEY (view, image)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS views (view TEXT PRIMARY KEY, description TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
+
+
+def row_checksum(view_key: str, digest: str, dim: int, blob: bytes) -> int:
+    """CRC-32 of one stored row: its key, its length and its bytes."""
+    return zlib.crc32(blob, zlib.crc32(f"{view_key}\0{digest}\0{dim}".encode()))
+
+
+class CorruptEmbeddings(KeyError):
+    """Stored rows failed their checksum; they were deleted and must be recomputed."""
+
+    def __init__(self, view: View, digests: list[str], path: Path) -> None:
+        super().__init__(
+            f"{len(digests)} embedding(s) under {view.label} in {path} failed their checksum "
+            f"(first image: {digests[0][:12]})"
+        )
+        self.view = view
+        self.digests = digests
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -88,14 +119,43 @@ class EmbeddingStore:
             Path(cache_dir) / "embeddings" / f"{encoder_fingerprint[:24]}-{compute_key}.sqlite"
         )
         self._conn = connect(self.path, _SCHEMA)
-        if encoder_info is not None:
+        self.read_only = self._conn.read_only  #: the cache folder cannot be written
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(emb)")}
+        self._has_crc = "crc" in columns
+        if not self._has_crc and not self.read_only:
+            self._add_checksums()
+        if encoder_info is not None and not self.read_only:
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('encoder', ?)",
                 (json.dumps(encoder_info, sort_keys=True, default=str),),
             )
 
+    def _add_checksums(self) -> None:
+        """Give a cache written before row checksums existed its checksums (trust on first use)."""
+        conn = self._conn
+        conn.create_function("mt_row_crc", 4, row_checksum, deterministic=True)
+
+        def migrate() -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(emb)")}
+                if "crc" not in columns:  # another process may have migrated meanwhile
+                    conn.execute("ALTER TABLE emb ADD COLUMN crc INTEGER")
+                conn.execute(
+                    "UPDATE emb SET crc = mt_row_crc(view, image, dim, vec) WHERE crc IS NULL"
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        retry_locked(migrate)
+        self._has_crc = True
+
     def register_view(self, view: View) -> None:
         """Record what a view key means (for people inspecting the cache)."""
+        if self.read_only:
+            return
         self._conn.execute(
             "INSERT OR IGNORE INTO views VALUES (?, ?)",
             (view.key, json.dumps({"label": view.label, **view.cache_params()}, sort_keys=True)),
@@ -129,12 +189,18 @@ class EmbeddingStore:
                     f"refusing to cache a non-finite or non-vector embedding for {view.label} "
                     f"of image {digest[:12]} (shape {arr.shape}); check the encoder's output"
                 )
-            payload.append((view.key, digest, int(arr.shape[0]), arr.tobytes()))
+            blob = arr.tobytes()
+            dim = int(arr.shape[0])
+            payload.append((view.key, digest, dim, blob, row_checksum(view.key, digest, dim, blob)))
+        if self.read_only:
+            raise CacheError(
+                read_only_message(self.path, f"{len(payload)} embedding(s) this run needs")
+            )
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?, ?, ?)", payload)
+            conn.executemany("INSERT OR IGNORE INTO emb VALUES (?, ?, ?, ?, ?)", payload)
             added = conn.total_changes - before
             conn.execute("COMMIT")
         except BaseException:
@@ -146,11 +212,23 @@ class EmbeddingStore:
         """Stacked float32 embeddings of ``digests`` under ``view``, in the given order."""
         wanted = set(digests)
         found: dict[str, np.ndarray] = {}
-        for image, dim, blob in self._conn.execute(
-            "SELECT image, dim, vec FROM emb WHERE view = ?", (view.key,)
+        damaged: list[str] = []
+        crc_col = "crc" if self._has_crc else "NULL"
+        for image, dim, blob, crc in self._conn.execute(
+            f"SELECT image, dim, vec, {crc_col} FROM emb WHERE view = ?", (view.key,)
         ):
-            if image in wanted:
-                found[image] = np.frombuffer(blob, dtype=np.float32, count=dim)
+            if image not in wanted:
+                continue
+            ok = isinstance(blob, bytes) and len(blob) == 4 * dim
+            if ok and crc is not None:
+                ok = crc == row_checksum(view.key, image, dim, blob)
+            if not ok:
+                damaged.append(image)
+                continue
+            found[image] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        if damaged:
+            self._discard(view, damaged)
+            raise CorruptEmbeddings(view, damaged, self.path)
         absent = [d for d in digests if d not in found]
         if absent:
             raise KeyError(
@@ -160,6 +238,25 @@ class EmbeddingStore:
         if not digests:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[d] for d in digests]).astype(np.float32, copy=False)
+
+    def _discard(self, view: View, digests: Sequence[str]) -> None:
+        """Delete damaged rows so that the next extraction recomputes them."""
+        if self.read_only:
+            raise CacheError(
+                f"{len(digests)} embedding(s) under {view.label} in {self.path} failed their "
+                "checksum and the cache folder is read-only, so they cannot be recomputed; "
+                "point --metatrace-cache-dir (or METATRACE_CACHE_DIR) at a writable folder"
+            )
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "DELETE FROM emb WHERE view = ? AND image = ?", [(view.key, d) for d in digests]
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
 
     def count(self) -> int:
         """Number of stored embeddings."""

@@ -15,7 +15,7 @@ from pytest_metatrace.encoders.base import (
     TorchEncoder,
 )
 from pytest_metatrace.encoders.config import PreprocessCfg
-from pytest_metatrace.encoders.errors import EncoderSpecError
+from pytest_metatrace.encoders.errors import EncoderForwardError, EncoderSpecError
 from pytest_metatrace.encoders.factory import create_encoder, validate_spec
 from pytest_metatrace.encoders.hub import set_hub_probe
 from pytest_metatrace.encoders.preprocess import Preprocessor
@@ -32,6 +32,7 @@ __all__ = [
     "ENCODER_PIPELINE_VERSION",
     "FAMILIES",
     "Encoder",
+    "EncoderForwardError",
     "EncoderRegistry",
     "EncoderSpecError",
     "LoadedModel",

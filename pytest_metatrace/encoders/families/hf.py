@@ -44,6 +44,7 @@ from pytest_metatrace.encoders.families import (
     offline_message,
     reject_options,
 )
+from pytest_metatrace.encoders.families._weights import weights_refusal
 from pytest_metatrace.encoders.hub import hf_cached, hf_endpoint_host
 from pytest_metatrace.encoders.spec import ParsedSpec, looks_like_path
 
@@ -145,7 +146,12 @@ def load(parsed: ParsedSpec, ctx: LoadContext) -> LoadedModel:
     try:
         with _quiet(transformers):
             model, info = model_cls.from_pretrained(src, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:
+        refusal = weights_refusal(exc, _weights_files(src) if local else src)
+        if refusal is not None:
+            raise refusal from exc
+        if not isinstance(exc, (OSError, ValueError, RuntimeError)):
+            raise
         raise EncoderSpecError(f"transformers cannot load {parsed.raw!r}: {exc}") from exc
     missing = sorted(info.get("missing_keys") or ())
     if missing:
@@ -252,6 +258,12 @@ def _load_preprocess(src: str, revision: str | None) -> tuple[PreprocessCfg, str
             "defaults (no image processor saved): ImageNet mean/std, 224, crop_pct 0.875",
         )
     return preprocess_from_processor(proc), f"image processor {type(proc).__name__}"
+
+
+def _weights_files(folder: str) -> str:
+    """The weight files of a local model folder, named for an error message."""
+    found = [p for p in _WEIGHT_FILES if (Path(folder) / p).exists()]
+    return " / ".join(str(Path(folder) / p) for p in found) or folder
 
 
 def _select(out: Any, key: str | None) -> Any:

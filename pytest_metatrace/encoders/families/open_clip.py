@@ -26,6 +26,7 @@ from pytest_metatrace.encoders.families import (
     local_path,
     offline_message,
 )
+from pytest_metatrace.encoders.families._weights import weights_refusal
 from pytest_metatrace.encoders.families.timm import architecture
 from pytest_metatrace.encoders.hub import cached_url_file, hf_cached, hf_endpoint_host, url_host
 from pytest_metatrace.encoders.spec import ParsedSpec, closest
@@ -112,7 +113,12 @@ def load(parsed: ParsedSpec, ctx: LoadContext) -> LoadedModel:
         source = f"open_clip:{parsed.target}@{parsed.weights}" if parsed.weights else parsed.target
     try:
         model = open_clip.create_model(parsed.target, pretrained=pretrained, **kwargs)
-    except (RuntimeError, KeyError, ValueError, OSError, TypeError) as exc:
+    except Exception as exc:
+        refusal = weights_refusal(exc, pretrained or source)
+        if refusal is not None:
+            raise refusal from exc
+        if not isinstance(exc, (RuntimeError, KeyError, ValueError, OSError, TypeError)):
+            raise
         raise EncoderSpecError(
             f"open_clip could not create {parsed.raw!r}: {type(exc).__name__}: {exc}"
         ) from exc

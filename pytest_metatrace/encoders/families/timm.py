@@ -27,6 +27,7 @@ from pytest_metatrace.encoders.families import (
     local_path,
     offline_message,
 )
+from pytest_metatrace.encoders.families._weights import weights_refusal
 from pytest_metatrace.encoders.hub import cached_url_file, hf_cached, hf_endpoint_host, url_host
 from pytest_metatrace.encoders.spec import ParsedSpec, closest
 
@@ -135,7 +136,12 @@ def load(parsed: ParsedSpec, ctx: LoadContext) -> LoadedModel:
                 pcfg = model.pretrained_cfg
                 hub_id = pcfg.get("hf_hub_id")
                 source = f"hf-hub:{hub_id}" if hub_id else str(pcfg.get("url"))
-    except (RuntimeError, KeyError, ValueError, OSError, TypeError) as exc:
+    except Exception as exc:
+        refusal = weights_refusal(exc, parsed.weights or "") if parsed.weights_is_path() else None
+        if refusal is not None:
+            raise refusal from exc
+        if not isinstance(exc, (RuntimeError, KeyError, ValueError, OSError, TypeError)):
+            raise
         raise EncoderSpecError(
             f"timm could not create {name!r} from {parsed.raw!r}: {type(exc).__name__}: {exc}; a "
             f"weights file must hold a state dict of timm's {name.split('.')[0]!r}"
