@@ -28,6 +28,7 @@ def test_processing_drift(
     metatrace_encoder, metatrace_dataset, metatrace_embeddings, metatrace_record, processing
 ):
     views = metatrace_embeddings.many(metatrace_dataset, "all", [REFERENCE, processing])
+    split = metatrace_embeddings.split(metatrace_dataset)
     distance = 1.0 - np.sum(_unit(views[REFERENCE]) * _unit(views[processing]), axis=1)
     p05, p50, p95 = np.quantile(distance, [0.05, 0.5, 0.95])
     record = Record(
@@ -39,6 +40,8 @@ def test_processing_drift(
         parameter=processing,
         unit="cosine distance",
         interval=bootstrap_mean(distance).to_dict(),
+        scores=distance.tolist(),
+        score_ids=[metatrace_dataset.items[i].id for i in split.indices("all")],
         details={
             "reference": REFERENCE,
             "quantiles": {"p05": p05, "p50": p50, "p95": p95},

@@ -49,6 +49,9 @@ class Record:
     gate: GateOutcome | None = None  #: threshold outcome, if the record was gated
     details: dict[str, Any] = field(default_factory=dict)  #: figure data for the report
     provenance: dict[str, Any] = field(default_factory=dict)  #: filled in by the recorder
+    scores: list[float] | None = None  #: per-test-image values the interval was bootstrapped from
+    score_ids: list[str] | None = None  #: ids of those test images, aligned with ``scores``
+    baseline: dict[str, Any] | None = None  #: comparison with ``--metatrace-baseline``, if any
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (no NaN, tuples as lists)."""
