@@ -99,9 +99,10 @@ class Baseline:
     def match(self, record: Record) -> dict[str, Any] | None:
         """The baseline record to compare ``record`` with, or None.
 
-        Same audit, metric, parameter and dataset id. When the baseline holds
-        several encoders, the one with ``record``'s id is preferred; otherwise
-        the baseline must hold exactly one encoder for that record.
+        Same audit, metric and parameter. Encoder and dataset are matched by
+        id when the baseline has that id, else the baseline must hold exactly
+        one of them: a baseline of one dataset is compared with a run on
+        another (and refused by fingerprint), never silently skipped.
         """
         hits = [
             r
@@ -109,18 +110,20 @@ class Baseline:
             if r.get("audit") == record.audit
             and r.get("metric") == record.metric
             and r.get("parameter") == record.parameter
-            and r.get("dataset") == record.dataset
         ]
-        same = [r for r in hits if r.get("encoder") == record.encoder]
-        if same:
-            return same[0]
-        encoders = sorted({str(r.get("encoder")) for r in hits})
-        if len(encoders) > 1:
-            raise BaselineError(
-                f"{self.path} holds {record.audit}/{record.metric} of several encoders "
-                f"({', '.join(encoders)}) and none is {record.encoder!r}; save a baseline of one "
-                "encoder, or name the candidate like the baseline encoder"
-            )
+        for field_name in ("dataset", "encoder"):
+            wanted = getattr(record, field_name)
+            same = [r for r in hits if r.get(field_name) == wanted]
+            if same:
+                hits = same
+                continue
+            present = sorted({str(r.get(field_name)) for r in hits})
+            if len(present) > 1:
+                raise BaselineError(
+                    f"{self.path} holds {record.audit}/{record.metric} of several {field_name}s "
+                    f"({', '.join(present)}) and none is {wanted!r}; save a baseline of one "
+                    f"{field_name}, or give the candidate the baseline's {field_name} id"
+                )
         return hits[0] if hits else None
 
 
