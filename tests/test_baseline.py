@@ -24,6 +24,7 @@ from pytest_metatrace.baseline import (
     save_baseline,
 )
 from pytest_metatrace.results import Record
+from pytest_metatrace.schema import validate_document
 
 for _name in (
     "torch",
@@ -230,9 +231,25 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
     assert "Traceback" not in out
     strong.stdout.fnmatch_lines(["*GREW drift.jpeg75_420 [[]tiny_strong / tinyset[]]*"])
 
+    for name in ("a.json", "base.json", "s.json", "b.json"):
+        assert validate_document(json.loads((pytester.path / name).read_text())) == [], name
+
     # a weaker trace passes: the baseline only fails growth
     weak = _run(pytester, "tiny_weak", "--metatrace-baseline=base.json")
     weak.assert_outcomes(passed=2)
+
+    # two encoders in one run: the report's comparison page shows the baseline beside them
+    two = _run(
+        pytester,
+        "tiny_same",
+        "--metatrace-encoder=tiny_strong",
+        "--metatrace-baseline=base.json",
+        "--metatrace-report=two.html",
+    )
+    two.assert_outcomes(passed=2, failed=2)
+    html = (pytester.path / "two.html").read_text()
+    assert 'id="sec-comparison"' in html and "tiny_strong (unknown)" in html
+    assert "↳ baseline tiny" in html
 
     # thresholds and baselines together: a threshold still fails the equal encoder
     both = _run(
