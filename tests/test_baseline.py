@@ -281,3 +281,44 @@ def test_a_baseline_of_other_settings_or_data_is_refused(gain_project: pytest.Py
     )
     data.assert_outcomes(failed=1)
     assert "was measured on another version of dataset 'tinyset'" in data.stdout.str()
+
+
+def test_a_pyproject_configuration_drives_the_run(gain_project: pytest.Pytester):
+    pytester = gain_project
+    _run(pytester, "tiny", "--metatrace-save-baseline=base.json").assert_outcomes(passed=2)
+    pytester.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        metatrace_encoder = ["tiny_strong", "tiny_same"]
+        metatrace_data = ["tinyset"]
+        metatrace_threshold = ["drift.sharpen4 = 0.9", "drift.* = 1.0"]
+        metatrace_baseline = "base.json"
+        metatrace_baseline_tolerance = ["drift.sharpen4 = 0.5"]
+        metatrace_report = "out/report.html"
+        metatrace_json = "out/results.json"
+        metatrace_cache_dir = "cache"
+        # the baseline's protocol settings (FAST), or it is refused
+        metatrace_probe_seeds = "2"
+        metatrace_probe_trials = "4"
+        metatrace_knn_k = "3"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "audits", "-k", "jpeg75_420 or sharpen4")
+    # tiny_strong grew on jpeg75_420 (tolerance 0) but not beyond 0.5 on sharpen4
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*FAILED*test_processing_drift[[]tiny_strong-tinyset-jpeg75_420[]]*"]
+    )
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    assert {r["encoder"] for r in doc["records"]} == {"tiny_strong", "tiny_same"}
+    gates = {(r["encoder"], r["parameter"]): r["gate"] for r in doc["records"]}
+    assert gates[("tiny_same", "sharpen4")]["spec"] == "0.9"
+    assert gates[("tiny_same", "sharpen4")]["source"] == "ini"
+    assert gates[("tiny_same", "jpeg75_420")]["spec"] == "1.0"
+    tolerances = {
+        (r["encoder"], r["parameter"]): r["baseline"]["tolerance"] for r in doc["records"]
+    }
+    assert tolerances[("tiny_strong", "sharpen4")] == 0.5
+    assert tolerances[("tiny_strong", "jpeg75_420")] == 0.0
+    assert (pytester.path / "out" / "report.html").is_file()
+    assert any((pytester.path / "cache").iterdir())
