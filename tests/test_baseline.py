@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -211,7 +212,11 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
 
     # a stronger trace fails, naming audit, change and interval
     strong = _run(
-        pytester, "tiny_strong", "--metatrace-baseline=base.json", "--metatrace-json=b.json"
+        pytester,
+        "tiny_strong",
+        "--metatrace-baseline=base.json",
+        "--metatrace-json=b.json",
+        "--junitxml=j.xml",
     )
     strong.assert_outcomes(failed=2)
     out = strong.stdout.str()
@@ -230,6 +235,17 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
     assert f"change +{diff:.4g} (95% paired-bootstrap CI over the same 24 test images" in out
     assert "Traceback" not in out
     strong.stdout.fnmatch_lines(["*GREW drift.jpeg75_420 [[]tiny_strong / tinyset[]]*"])
+    # JUnit: one readable property per record, no JSON carriers
+    junit = ElementTree.parse(pytester.path / "j.xml")
+    props = {p.get("name"): p.get("value") for p in junit.iter("property")}
+    assert set(props) == {
+        "metatrace.processing_drift.mean_cosine_distance.jpeg75_420",
+        "metatrace.processing_drift.mean_cosine_distance.sharpen4",
+    }
+    assert props["metatrace.processing_drift.mean_cosine_distance.jpeg75_420"].startswith(
+        f"mean_cosine_distance {cand['jpeg75_420']['value']:.4g} (95% CI "
+    )
+    assert f"vs baseline tiny +{diff:.4g} (CI +" in str(props.values())
 
     for name in ("a.json", "base.json", "s.json", "b.json"):
         assert validate_document(json.loads((pytester.path / name).read_text())) == [], name

@@ -88,7 +88,8 @@ def comparison_context(doc: Mapping[str, Any]) -> dict[str, Any] | None:
             continue
         params = parameter_order(recs)
         unit = str(recs[0].get("unit") or "fraction")
-        panels, ranks = [], {}
+        panels: list[dict[str, Any]] = []
+        ranks: dict[str, list[int]] = {}
         for param in params:
             here = sorted(
                 (r for r in recs if r.get("parameter") == param),
