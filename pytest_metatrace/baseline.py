@@ -46,11 +46,14 @@ from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
     "BASELINE_FORMAT",
+    "BASELINE_KIND",
     "PROTOCOL_SETTINGS",
     "PROTOCOL_VERSION",
     "Baseline",
     "BaselineComparison",
     "BaselineError",
+    "active_baseline",
+    "baseline_choices",
     "baseline_document",
     "check_settings",
     "compare_record",
@@ -475,3 +478,21 @@ def save_session_baseline(config: pytest.Config, doc: Mapping[str, Any]) -> str 
 def saved_baseline_path(config: pytest.Config) -> Path | None:
     """Where this run saved its baseline, if it did."""
     return config.stash.get(_SAVED_KEY, None)
+
+
+def baseline_choices(config: pytest.Config) -> list[dict[str, str]]:
+    """The baseline comparison's choices, for the report's provenance section (if one is set)."""
+    baseline = active_baseline(config)
+    if baseline is None:
+        return []
+    return [
+        {
+            "topic": "Baseline comparison",
+            "choice": f"against {baseline.path}: 95% percentile bootstrap of mean(candidate - "
+            "baseline) over the same test images (matched by id, seed = --metatrace-seed); "
+            "without per-image scores, candidate interval low minus baseline interval high; "
+            "a gate fails when the lower end exceeds --metatrace-baseline-tolerance",
+            "reason": "a raw difference of two noisy numbers fails at random; pairing the same "
+            "images removes the between-image variance both runs share",
+        }
+    ]

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from pytest_metatrace import hookspec
-from pytest_metatrace.baseline import active_baseline, save_session_baseline, saved_baseline_path
+from pytest_metatrace.baseline import (
+    active_baseline,
+    baseline_choices,
+    save_session_baseline,
+    saved_baseline_path,
+)
 from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in this module
     metatrace_dataset,
     metatrace_embeddings,
@@ -305,7 +310,7 @@ class Controller:
         used = any(t.get("uses_metatrace") for t in state.tests.values()) or state.records
         if not used:
             return
-        state.choices = _choices(config)
+        state.choices = _choices(config) + baseline_choices(config)
         doc = state.document(resolved_options(config))
         config.hook.pytest_metatrace_records(records=doc["records"], config=config)
         baseline_error = save_session_baseline(config, doc)

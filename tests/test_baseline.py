@@ -206,7 +206,9 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
     same = _run(pytester, "tiny_same", "--metatrace-baseline=base.json", "--metatrace-json=s.json")
     same.assert_outcomes(passed=2)
     same.stdout.fnmatch_lines(["*processing_drift: 2 records*2 vs baseline, 0 grew*"])
-    for r in json.loads((pytester.path / "s.json").read_text())["records"]:
+    same_doc = json.loads((pytester.path / "s.json").read_text())
+    assert any(c["topic"] == "Baseline comparison" for c in same_doc["choices"])
+    for r in same_doc["records"]:
         assert r["baseline"]["difference"] == 0.0 and r["baseline"]["passed"]
         assert r["baseline"]["low"] == r["baseline"]["high"] == 0.0
 
