@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
+from pytest_metatrace.baseline import BaselineComparison, gate_against_baseline
 from pytest_metatrace.gating import (
     DEFAULT_THRESHOLDS,
     ThresholdError,
@@ -30,6 +31,7 @@ from pytest_metatrace.results import GateOutcome, Record
 from pytest_metatrace.session import PROP_DATASET, PROP_ENCODER, PROP_RECORD
 from pytest_metatrace.settings import Settings, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir, make_progress
+from pytest_metatrace.summary import junit_property
 
 if TYPE_CHECKING:
     from pytest_metatrace.data import Dataset
@@ -183,7 +185,7 @@ class Recorder:
         self._item = item
         self._state = state
         self.records: list[Record] = []
-        self.failures: list[GateOutcome] = []
+        self.failures: list[GateOutcome | BaselineComparison] = []
 
     def _attach(self, name: str, payload: dict[str, Any]) -> None:
         self._item.user_properties.append((name, json.dumps(payload, sort_keys=True)))
@@ -211,6 +213,7 @@ class Recorder:
         }
         record.provenance = {**prov, **record.provenance}
         self._attach(PROP_RECORD, record.to_dict())
+        self._item.user_properties.append(junit_property(record))
         self.records.append(record)
         return record
 
@@ -247,9 +250,12 @@ class Recorder:
             record.gate = evaluate_gate(record, key, resolved, what=what)
         except ThresholdError as exc:
             raise pytest.UsageError(f"{key}: {exc}") from None
+        compared = gate_against_baseline(self._item.config, record, key, what=what)
         self(record)
         if record.gate is not None and not record.gate.passed:
             self.failures.append(record.gate)
+        if compared is not None and not compared.passed:
+            self.failures.append(compared)
         return record.gate
 
     def assert_gates(self) -> None:

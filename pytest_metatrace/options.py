@@ -213,6 +213,30 @@ OPTIONS: tuple[Option, ...] = (
         metavar="KEY=VALUE",
     ),
     Option(
+        "save-baseline",
+        "at the end of the run, save every record (with intervals and per-image scores), the "
+        "encoder fingerprints and the protocol settings to this baseline file (relative to the "
+        "current directory)",
+        None,
+        metavar="PATH",
+    ),
+    Option(
+        "baseline",
+        "compare every gated record with this baseline file: a gate fails when the trace grew "
+        "significantly (lower end of the 95 percent interval of candidate - baseline, paired "
+        "over the same test images, above the tolerance)",
+        None,
+        metavar="PATH",
+    ),
+    Option(
+        "baseline-tolerance",
+        "allowed growth against the baseline, in the record's unit: VALUE for every gate or "
+        "KEY=VALUE (wildcards allowed), repeatable (default 0)",
+        [],
+        multiple=True,
+        metavar="[KEY=]VALUE",
+    ),
+    Option(
         "probe-mode",
         "linear-probe trainer: protocol (SGD, 30-trial search, 100 epochs) or lbfgs (faster, "
         "not the protocol)",

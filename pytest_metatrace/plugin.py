@@ -17,6 +17,12 @@ import pytest
 
 from pytest_metatrace import hookspec
 from pytest_metatrace._files import atomic_write_text
+from pytest_metatrace.baseline import (
+    active_baseline,
+    baseline_choices,
+    save_session_baseline,
+    saved_baseline_path,
+)
 from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in this module
     metatrace_dataset,
     metatrace_embeddings,
@@ -28,6 +34,7 @@ from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options, get_option, resolved_options
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
+from pytest_metatrace.summary import audit_summary_lines, describe_record, readable_properties
 
 SESSION_KEY = pytest.StashKey[MetatraceSession]()
 _FIXTURES = (
@@ -91,6 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _is_worker(config):
         config.pluginmanager.register(Controller(session), "metatrace-controller")
     resolved_options(config)  # a bad value is a UsageError now, not after an hour of work
+    active_baseline(config)  # so is a baseline of other settings
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -311,9 +319,16 @@ class Controller:
     def __init__(self, session: MetatraceSession) -> None:
         self.session = session
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Gather records and outcomes from every test report."""
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
+        """Gather records and outcomes; other plugins (``--junitxml``) see readable properties."""
         self.session.collect(report)
+        original = report.user_properties
+        report.user_properties = readable_properties(original)
+        try:
+            return (yield)
+        finally:
+            report.user_properties = original
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -323,9 +338,12 @@ class Controller:
         used = any(t.get("uses_metatrace") for t in state.tests.values()) or state.records
         if not used:
             return
-        state.choices = _choices(config)
+        state.choices = _choices(config) + baseline_choices(config)
         doc = state.document(resolved_options(config))
         config.hook.pytest_metatrace_records(records=doc["records"], config=config)
+        baseline_error = save_session_baseline(config, doc)
+        if baseline_error:
+            state.write_errors.append(baseline_error)
         json_opt = get_option(config, "json")
         if json_opt:
             path = Path(json_opt)
@@ -387,6 +405,15 @@ class Controller:
                 f"{rec['metric']} {rec['value']:.4g} > threshold {gate['threshold']:.4g}",
                 red=True,
             )
+        for line in audit_summary_lines(state.records):
+            tr.write_line(line)
+        for rec in state.records:
+            if rec.get("baseline") and not rec["baseline"]["passed"]:
+                tr.write_line(
+                    f"  GREW {rec['baseline']['key']} [{rec['encoder']} / {rec['dataset']}]: "
+                    + describe_record(rec),
+                    red=True,
+                )
         ex = state.extract
         tr.write_line(
             f"metatrace: embeddings computed {ex.computed}, reused from cache {ex.reused} "
@@ -396,5 +423,8 @@ class Controller:
             tr.write_line(f"metatrace: JSON written to {state.json_path}")
         if state.report_path is not None:
             tr.write_line(f"metatrace: report written to {state.report_path}")
+        saved = saved_baseline_path(config)
+        if saved is not None:
+            tr.write_line(f"metatrace: baseline saved to {saved}")
         for err in state.write_errors:
             tr.write_line(f"metatrace: {err}", red=True)

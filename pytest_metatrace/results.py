@@ -52,6 +52,7 @@ class Record:
     #: per-test-image values the interval was bootstrapped from (their mean is ``value``)
     scores: list[float] | None = None
     score_ids: list[str] | None = None  #: the test images' ids, aligned with ``scores``
+    baseline: dict[str, Any] | None = None  #: comparison with ``--metatrace-baseline``, if any
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (no NaN, tuples as lists)."""

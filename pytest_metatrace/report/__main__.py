@@ -1,4 +1,11 @@
-"""``python -m pytest_metatrace.report results.json -o report.html``: re-render a report."""
+"""Re-render a report, or compare several runs.
+
+``python -m pytest_metatrace.report results.json -o report.html`` re-renders
+one ``--metatrace-json`` document; ``python -m pytest_metatrace.report compare
+v1.json v2.json v3.json -o cmp.html`` (or several files without ``compare``)
+merges them into one report whose first page ranks their encoders, so a team
+keeps a history of its releases.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ..results import SCHEMA_VERSION
+from .comparison import merge_documents
 from .render import DEFAULT_REPORT_PATH, render_report
 
 __all__ = ["main"]
@@ -18,9 +27,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m pytest_metatrace.report",
-        description="Render the HTML audit report from a --metatrace-json results document.",
+        description="Render the HTML audit report from --metatrace-json documents; with several "
+        "documents (optionally after the word 'compare'), one report ranks all their encoders.",
     )
-    parser.add_argument("results", type=Path, help="the JSON document written by --metatrace-json")
+    parser.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        help="JSON documents written by --metatrace-json or --metatrace-save-baseline",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -28,33 +43,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Path(DEFAULT_REPORT_PATH),
         help=f"where to write the report (default: {DEFAULT_REPORT_PATH})",
     )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        argv = argv[1:]
     args = parser.parse_args(argv)
+    docs = [(_label(path, args.results), _read(parser, path)) for path in args.results]
+    data = docs[0][1] if len(docs) == 1 else merge_documents(docs)
+    path = render_report(args.output, data)
+    print(f"metatrace report written to {path}")
+    return 0
+
+
+def _label(path: Path, paths: Sequence[Path]) -> str:
+    """The file's stem, or its path when two files share a stem."""
+    stems = [p.stem for p in paths]
+    return path.stem if stems.count(path.stem) == 1 else str(path)
+
+
+def _read(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
+    """One results document, or exit with a message naming the file and the fix."""
     try:
-        data = json.loads(args.results.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        parser.exit(2, f"error: cannot read {args.results}: {exc.strerror or exc}\n")
+        parser.exit(2, f"error: cannot read {path}: {exc.strerror or exc}\n")
     except json.JSONDecodeError as exc:
         parser.exit(
             2,
-            f"error: {args.results} is not JSON ({exc}); pass the file written by "
+            f"error: {path} is not JSON ({exc}); pass the file written by "
             "`pytest --metatrace-json=PATH`\n",
         )
     if not isinstance(data, dict):
         parser.exit(
             2,
-            f"error: {args.results} holds a JSON {type(data).__name__}, not the "
+            f"error: {path} holds a JSON {type(data).__name__}, not the "
             "results object written by `pytest --metatrace-json=PATH`\n",
         )
     version = data.get("schema_version")
     if isinstance(version, int) and version > SCHEMA_VERSION:
         print(
-            f"warning: {args.results} has schema version {version}; this pytest-metatrace "
+            f"warning: {path} has schema version {version}; this pytest-metatrace "
             f"reads version {SCHEMA_VERSION}; unknown parts are shown as raw records",
             file=sys.stderr,
         )
-    path = render_report(args.output, data)
-    print(f"metatrace report written to {path}")
-    return 0
+    return data
 
 
 if __name__ == "__main__":

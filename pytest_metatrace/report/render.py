@@ -220,7 +220,7 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
         )
         sections.append((section, records))
     sections.sort(key=lambda item: (item[0].order, item[0].audit))
-    return [
+    return _comparison(doc) + [
         {
             "title": section.title,
             "anchor": section.anchor,
@@ -230,6 +230,32 @@ def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "html": _render_section(section, records, doc),
         }
         for section, records in sections
+    ]
+
+
+def _comparison(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The encoder comparison page, first, when the document holds two or more encoders."""
+    from .comparison import comparison_context
+
+    try:
+        context = comparison_context(doc)
+        html = Markup(_template("section_comparison.html.j2").render(**(context or {})))
+    except Exception as exc:  # the audit sections must still be drawn
+        context = {}
+        html = Markup("<p class='error'>{}</p>").format(
+            f"the comparison page failed ({type(exc).__name__}: {exc})"
+        )
+    if context is None:
+        return []
+    return [
+        {
+            "title": "Encoder comparison",
+            "anchor": "sec-comparison",
+            "audit": "all audits",
+            "count": len(doc["records"]),
+            "failed": sum(r["display"]["status"] == "fail" for r in doc["records"]),
+            "html": html,
+        }
     ]
 
 

@@ -1,0 +1,498 @@
+"""Baselines: fail a release when a trace grew *significantly* against the encoder you ship.
+
+``--metatrace-save-baseline=PATH`` writes the run's JSON document (every
+record with its interval, its per-test-image ``scores`` / ``score_ids``, the
+encoder and dataset fingerprints) plus a ``baseline`` header holding the
+protocol version and the protocol settings. ``--metatrace-baseline=PATH``
+compares every gated record of a later run with the matching baseline record
+(same audit, metric, parameter and dataset):
+
+- **paired** (both records carry per-image scores): the 95% percentile
+  bootstrap interval of mean(candidate - baseline) over the *same* test
+  images, matched by ``score_ids``;
+- **unpaired** (either lacks scores, both have intervals): the conservative
+  interval ``[cand.low - base.high, cand.high - base.low]``;
+- otherwise the record is *not compared* (a raw difference would flake).
+
+The gate fails when the lower end of that interval exceeds the tolerance
+(``--metatrace-baseline-tolerance``, default 0, in the record's unit): the
+trace grew significantly. A trace that shrank, or whose change is within
+noise, passes. Baselines and thresholds work together: a record can fail
+either.
+
+A baseline measured under another protocol version or other protocol
+settings is refused before any work (:class:`BaselineError` -> usage error);
+one measured on other data (dataset fingerprint or test images) is refused
+when the record is compared. Another *encoder* fingerprint is the point of a
+baseline and is allowed.
+
+Imported at plugin load: stdlib only (numpy inside functions).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_metatrace.gating import ThresholdError, parse_threshold
+from pytest_metatrace.results import Record, jsonable
+
+__all__ = [
+    "BASELINE_FORMAT",
+    "BASELINE_KIND",
+    "PROTOCOL_SETTINGS",
+    "PROTOCOL_VERSION",
+    "Baseline",
+    "BaselineComparison",
+    "BaselineError",
+    "active_baseline",
+    "baseline_choices",
+    "baseline_document",
+    "check_settings",
+    "compare_record",
+    "gate_against_baseline",
+    "load_baseline",
+    "parse_tolerances",
+    "save_baseline",
+    "save_session_baseline",
+    "saved_baseline_path",
+]
+
+#: Version of the measurement protocol (/PROTOCOL.md); bump when numbers change meaning.
+PROTOCOL_VERSION = 1
+#: ``kind`` of the baseline header, and its format version.
+BASELINE_KIND = "pytest-metatrace baseline"
+BASELINE_FORMAT = 1
+#: Options that change what a number means: a baseline must match them all.
+#: Device, precision, batch size and workers may differ (another CI machine).
+PROTOCOL_SETTINGS = (
+    "seed",
+    "test-fraction",
+    "mask-ratio",
+    "resize-policy",
+    "probe-mode",
+    "probe-seeds",
+    "probe-trials",
+    "probe-epochs",
+    "knn-k",
+)
+
+
+class BaselineError(ValueError):
+    """A baseline that cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A loaded baseline file."""
+
+    path: Path  #: where it was read from
+    protocol_version: int  #: :data:`PROTOCOL_VERSION` of the run that wrote it
+    settings: dict[str, Any]  #: the :data:`PROTOCOL_SETTINGS` of that run
+    records: list[dict[str, Any]]  #: its records (``Record.to_dict()``)
+    encoders: list[dict[str, Any]]  #: its encoder descriptions
+
+    def match(self, record: Record) -> dict[str, Any] | None:
+        """The baseline record to compare ``record`` with, or None.
+
+        Same audit, metric and parameter. Encoder and dataset are matched by
+        id when the baseline has that id, else the baseline must hold exactly
+        one of them: a baseline of one dataset is compared with a run on
+        another (and refused by fingerprint), never silently skipped.
+        """
+        hits = [
+            r
+            for r in self.records
+            if r.get("audit") == record.audit
+            and r.get("metric") == record.metric
+            and r.get("parameter") == record.parameter
+        ]
+        for field_name in ("dataset", "encoder"):
+            wanted = getattr(record, field_name)
+            same = [r for r in hits if r.get(field_name) == wanted]
+            if same:
+                hits = same
+                continue
+            present = sorted({str(r.get(field_name)) for r in hits})
+            if len(present) > 1:
+                raise BaselineError(
+                    f"{self.path} holds {record.audit}/{record.metric} of several {field_name}s "
+                    f"({', '.join(present)}) and none is {wanted!r}; save a baseline of one "
+                    f"{field_name}, or give the candidate the baseline's {field_name} id"
+                )
+        return hits[0] if hits else None
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """A record compared with its baseline record."""
+
+    key: str  #: the gate key, e.g. ``drift.jpeg75_420``
+    baseline_path: str  #: the baseline file
+    baseline_encoder: str  #: encoder id in the baseline
+    baseline_fingerprint: str | None  #: its fingerprint
+    baseline_value: float  #: the baseline's point estimate
+    baseline_interval: dict[str, Any] | None  #: the baseline's interval
+    difference: float  #: candidate value - baseline value
+    low: float | None  #: lower end of the interval on the difference (None: not compared)
+    high: float | None  #: upper end
+    level: float  #: confidence level of that interval
+    method: str  #: ``paired bootstrap``, ``unpaired intervals`` or ``not compared``
+    n_paired: int  #: test images in the paired comparison (0 otherwise)
+    tolerance: float  #: the gate fails when ``low`` exceeds it
+    passed: bool  #: False when the trace grew significantly
+    message: str  #: one-paragraph explanation, used as the assertion message
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``Record.baseline``)."""
+        out: dict[str, Any] = jsonable(asdict(self))
+        return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def baseline_document(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's JSON document with the baseline header added."""
+    options = doc.get("run", {}).get("options", {})
+    return {
+        **doc,
+        "baseline": {
+            "kind": BASELINE_KIND,
+            "format": BASELINE_FORMAT,
+            "protocol_version": PROTOCOL_VERSION,
+            "settings": {name: options.get(name) for name in PROTOCOL_SETTINGS},
+        },
+    }
+
+
+def save_baseline(path: Path, doc: Mapping[str, Any]) -> Path:
+    """Write ``doc`` as a baseline file at ``path`` (atomically); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(baseline_document(doc), indent=1, sort_keys=True, allow_nan=False)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_baseline(path: Path) -> Baseline:
+    """Read a file written by ``--metatrace-save-baseline``; :class:`BaselineError` if unusable."""
+    fix = "save one with `pytest --metatrace-save-baseline=PATH ...` on the encoder you ship"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc.strerror or exc}; {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"baseline {path} is not JSON ({exc}); {fix}") from None
+    header = data.get("baseline") if isinstance(data, dict) else None
+    if not isinstance(header, dict) or header.get("kind") != BASELINE_KIND:
+        raise BaselineError(
+            f"{path} is not a pytest-metatrace baseline (no 'baseline' header; a "
+            f"--metatrace-json document is not enough: it lacks the protocol settings); {fix}"
+        )
+    if header.get("format") != BASELINE_FORMAT:
+        raise BaselineError(
+            f"baseline {path} has format {header.get('format')!r}; this pytest-metatrace reads "
+            f"format {BASELINE_FORMAT}; {fix}"
+        )
+    return Baseline(
+        path=path,
+        protocol_version=int(header.get("protocol_version", -1)),
+        settings=dict(header.get("settings") or {}),
+        records=[r for r in data.get("records", []) if isinstance(r, dict)],
+        encoders=[e for e in data.get("encoders", []) if isinstance(e, dict)],
+    )
+
+
+def check_settings(baseline: Baseline, options: Mapping[str, Any]) -> None:
+    """Refuse a baseline of another protocol version or other protocol settings."""
+    redo = (
+        "re-save the baseline under this run's settings (`--metatrace-save-baseline`) "
+        "or run with the baseline's settings"
+    )
+    if baseline.protocol_version != PROTOCOL_VERSION:
+        raise BaselineError(
+            f"baseline {baseline.path} was measured under protocol version "
+            f"{baseline.protocol_version}; this pytest-metatrace measures version "
+            f"{PROTOCOL_VERSION}, so the numbers are not comparable; {redo}"
+        )
+    diffs = [
+        f"{name}: baseline {baseline.settings.get(name)!r}, this run {options.get(name)!r}"
+        for name in PROTOCOL_SETTINGS
+        if baseline.settings.get(name) != options.get(name)
+    ]
+    if diffs:
+        raise BaselineError(
+            f"baseline {baseline.path} was measured with other protocol settings "
+            f"({'; '.join(diffs)}), so its numbers are not comparable; {redo}"
+        )
+
+
+def parse_tolerances(lines: Sequence[str]) -> list[tuple[str, float]]:
+    """``VALUE`` (every key) or ``KEY_PATTERN=VALUE`` items; later items win ties."""
+    out: list[tuple[str, float]] = []
+    for line in lines:
+        pattern, _, value = line.rpartition("=")
+        try:
+            spec = parse_threshold(value)
+        except ThresholdError:
+            spec = None
+        if spec is None or spec.relative_to_chance or spec.value < 0:
+            raise BaselineError(
+                f"--metatrace-baseline-tolerance {line!r}: use VALUE or KEY=VALUE with a "
+                "non-negative number in the record's unit (0.02, 2%), e.g. probe.*=0.02"
+            )
+        out.append((pattern.strip() or "*", spec.value))
+    return out
+
+
+def _tolerance(key: str, tolerances: Sequence[tuple[str, float]]) -> float:
+    hits = [(p, v) for p, v in tolerances if fnmatch.fnmatchcase(key, p)]
+    if not hits:
+        return 0.0
+    exact = [v for p, v in hits if p == key]
+    return exact[-1] if exact else hits[-1][1]
+
+
+# --------------------------------------------------------------------------- comparing
+
+
+def _fmt(value: float, unit: str, *, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    if unit == "fraction":
+        return f"{100 * value:{sign}.1f}" + (" points" if signed else "%")
+    return f"{value:{sign}.4g}"
+
+
+def _fmt_interval(interval: Mapping[str, Any] | None, unit: str) -> str:
+    if not interval:
+        return "no interval"
+    return f"CI {_fmt(float(interval['low']), unit)} to {_fmt(float(interval['high']), unit)}"
+
+
+def _paired(record: Record, base: Mapping[str, Any], *, seed: int) -> tuple[float, float, int]:
+    """Bootstrap interval of mean(candidate - baseline) over images matched by id."""
+    from pytest_metatrace.analysis.stats import bootstrap_mean_diff
+
+    assert record.scores is not None
+    assert record.score_ids is not None
+    cand = dict(zip(record.score_ids, record.scores, strict=True))
+    ref = dict(zip(base["score_ids"], base["scores"], strict=True))
+    if set(cand) != set(ref):
+        only_c, only_b = sorted(set(cand) - set(ref)), sorted(set(ref) - set(cand))
+        raise BaselineError(
+            f"the baseline's {record.audit}/{record.metric} ({record.parameter}) was scored on "
+            f"other test images ({len(only_c)} only in this run, e.g. {only_c[:3]}; "
+            f"{len(only_b)} only in the baseline, e.g. {only_b[:3]}); compare on the same "
+            "data, seed and test fraction, or re-save the baseline"
+        )
+    ids = sorted(cand)
+    interval = bootstrap_mean_diff([cand[i] for i in ids], [float(ref[i]) for i in ids], seed=seed)
+    return interval.low, interval.high, len(ids)
+
+
+def compare_record(
+    record: Record,
+    key: str,
+    baseline: Baseline,
+    *,
+    tolerance: float = 0.0,
+    what: str = "trace",
+    seed: int = 0,
+    dataset_fingerprint: str | None = None,
+) -> BaselineComparison | None:
+    """Compare ``record`` with its baseline record; None when the baseline has none.
+
+    ``dataset_fingerprint`` defaults to the record's provenance. Raises
+    :class:`BaselineError` when the two were measured on other data.
+    """
+    base = baseline.match(record)
+    if base is None:
+        return None
+    cand_fp = dataset_fingerprint or record.provenance.get("dataset_fingerprint")
+    base_fp = (base.get("provenance") or {}).get("dataset_fingerprint")
+    if cand_fp and base_fp and cand_fp != base_fp:
+        raise BaselineError(
+            f"{key}: baseline {baseline.path} was measured on another version of dataset "
+            f"{record.dataset!r} (fingerprint {str(base_fp)[:12]}, this run {str(cand_fp)[:12]}); "
+            "a baseline only compares encoders on the same images: re-save it on this data"
+        )
+    unit = record.unit
+    base_value = float(base["value"])
+    diff = float(record.value) - base_value
+    low: float | None
+    high: float | None
+    n_paired = 0
+    if record.scores and record.score_ids and base.get("scores") and base.get("score_ids"):
+        low, high, n_paired = _paired(record, base, seed=seed)
+        low, high = (
+            min(low, diff),
+            max(high, diff),
+        )  # the value difference may differ in the last bit
+        method = "paired bootstrap"
+        how = f"95% paired-bootstrap CI over the same {n_paired} test images"
+    elif record.interval and base.get("interval"):
+        low = float(record.interval["low"]) - float(base["interval"]["high"])
+        high = float(record.interval["high"]) - float(base["interval"]["low"])
+        method = "unpaired intervals"
+        how = "conservative interval from the two 95% CIs (no per-image scores to pair)"
+    else:
+        low = high = None
+        method = "not compared"
+        how = "no interval on either side: not compared, a raw difference would flake"
+    passed = low is None or not low > tolerance
+    base_enc = str(base.get("encoder"))
+    if low is None or high is None:
+        verdict, change = "was not compared with", f"{_fmt(diff, unit, signed=True)} ({how})"
+    else:
+        verdict = (
+            "grew significantly against"
+            if not passed
+            else ("shrank against" if high < 0 else "did not grow significantly against")
+        )
+        change = (
+            f"{_fmt(diff, unit, signed=True)} ({how}: "
+            f"{_fmt(low, unit, signed=True)} to {_fmt(high, unit, signed=True)})"
+        )
+    message = (
+        f"{key}: the {what} of {record.encoder} on {record.dataset} ({record.audit} "
+        f"{record.metric}) {verdict} the baseline {base_enc} ({baseline.path}).\n"
+        f"  change {change}\n"
+        f"  now {_fmt(record.value, unit)} ({_fmt_interval(record.interval, unit)}), "
+        f"baseline {_fmt(base_value, unit)} ({_fmt_interval(base.get('interval'), unit)})\n"
+        f"  the gate fails only when the interval's lower end exceeds the tolerance "
+        f"{_fmt(tolerance, unit)}; change it with --metatrace-baseline-tolerance {key}=VALUE, "
+        "or adopt this encoder as the new baseline with --metatrace-save-baseline=PATH."
+    )
+    return BaselineComparison(
+        key=key,
+        baseline_path=str(baseline.path),
+        baseline_encoder=base_enc,
+        baseline_fingerprint=(base.get("provenance") or {}).get("encoder_fingerprint"),
+        baseline_value=base_value,
+        baseline_interval=base.get("interval"),
+        difference=diff,
+        low=low,
+        high=high,
+        level=0.95,
+        method=method,
+        n_paired=n_paired,
+        tolerance=tolerance,
+        passed=passed,
+        message=message,
+    )
+
+
+# --------------------------------------------------------------------------- pytest glue
+
+_BASELINE_KEY = pytest.StashKey[Baseline | None]()
+_SAVED_KEY = pytest.StashKey[Path]()
+
+
+def _resolve(config: pytest.Config, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    return path
+
+
+def active_baseline(config: pytest.Config) -> Baseline | None:
+    """The ``--metatrace-baseline`` of this run, loaded and checked once per process.
+
+    Called from ``pytest_configure`` so that a wrong baseline is a usage error
+    before any embedding is computed.
+    """
+    from pytest_metatrace.options import get_option, resolved_options
+
+    if _BASELINE_KEY in config.stash:
+        return config.stash[_BASELINE_KEY]
+    value = get_option(config, "baseline")
+    baseline = None
+    if value:
+        try:
+            baseline = load_baseline(_resolve(config, value))
+            check_settings(baseline, resolved_options(config))
+            parse_tolerances(get_option(config, "baseline-tolerance"))
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--metatrace-baseline: {exc}") from None
+    config.stash[_BASELINE_KEY] = baseline
+    return baseline
+
+
+def gate_against_baseline(
+    config: pytest.Config, record: Record, key: str, *, what: str
+) -> BaselineComparison | None:
+    """The Recorder's hook: compare ``record`` with the run's baseline, if one is set.
+
+    Stores the comparison in ``record.baseline``; fails the test (no traceback)
+    when the baseline was measured on other data.
+    """
+    from pytest_metatrace.options import get_option
+    from pytest_metatrace.state import STATE_KEY
+
+    baseline = active_baseline(config)
+    if baseline is None:
+        return None
+    tolerance = _tolerance(key, parse_tolerances(get_option(config, "baseline-tolerance")))
+    described = config.stash[STATE_KEY].datasets.get(record.dataset) or {}
+    try:
+        comparison = compare_record(
+            record,
+            key,
+            baseline,
+            tolerance=tolerance,
+            what=what,
+            seed=get_option(config, "seed"),
+            dataset_fingerprint=described.get("fingerprint"),
+        )
+    except BaselineError as exc:
+        raise pytest.fail.Exception(f"--metatrace-baseline: {exc}", pytrace=False) from None
+    if comparison is not None:
+        record.baseline = comparison.to_dict()
+    return comparison
+
+
+def save_session_baseline(config: pytest.Config, doc: Mapping[str, Any]) -> str | None:
+    """Write ``--metatrace-save-baseline`` at session end; returns an error text or None."""
+    from pytest_metatrace.options import get_option
+
+    value = get_option(config, "save-baseline")
+    if not value:
+        return None
+    path = _resolve(config, value)
+    try:
+        config.stash[_SAVED_KEY] = save_baseline(path, doc)
+    except OSError as exc:
+        return f"could not write the baseline {path}: {exc}"
+    return None
+
+
+def saved_baseline_path(config: pytest.Config) -> Path | None:
+    """Where this run saved its baseline, if it did."""
+    return config.stash.get(_SAVED_KEY, None)
+
+
+def baseline_choices(config: pytest.Config) -> list[dict[str, str]]:
+    """The baseline comparison's choices, for the report's provenance section (if one is set)."""
+    baseline = active_baseline(config)
+    if baseline is None:
+        return []
+    return [
+        {
+            "topic": "Baseline comparison",
+            "choice": f"against {baseline.path}: 95% percentile bootstrap of mean(candidate - "
+            "baseline) over the same test images (matched by id, seed = --metatrace-seed); "
+            "without per-image scores, candidate interval low minus baseline interval high; "
+            "a gate fails when the lower end exceeds --metatrace-baseline-tolerance",
+            "reason": "a raw difference of two noisy numbers fails at random; pairing the same "
+            "images removes the between-image variance both runs share",
+        }
+    ]
