@@ -1,0 +1,1 @@
+"""The built-in audits, installed with the package: ``pytest --pyargs pytest_metatrace.audits``."""
