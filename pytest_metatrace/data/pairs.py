@@ -172,6 +172,8 @@ class PairedDataset:
     def dataset(self, crop: float = 1.0) -> Dataset:
         """The pairs as a :class:`Dataset`: item ``<subject>/<camera>``, label camera, group subject.
 
+        Its id is ``<pairs id>-pairs`` (``-pairs-crop<area>`` for crops).
+
         ``crop < 1`` replaces every photo by its centre crop keeping that
         share of the area (:class:`CropSource`), under a digest of its own so
         that crop and whole-frame embeddings never share a cache entry.
@@ -187,7 +189,9 @@ class PairedDataset:
                     source, digest = CropSource(item.source, crop), crop_digest(digest, crop)
                 meta = {"subject": subject, "camera": camera}
                 items.append(ImageItem(f"{subject}/{camera}", camera, digest, source, subject, meta))
-        suffix = "" if crop == 1.0 else f"-crop{crop:g}"
+        # "-pairs": not the id of a single-photo dataset of the same images (e.g. the
+        # acquisition audits' city100), whose description differs.
+        suffix = "-pairs" if crop == 1.0 else f"-pairs-crop{crop:g}"
         return Dataset(
             id=self.id + suffix,
             name=self.name + ("" if crop == 1.0 else f" (centre crops, {crop:g} of the area)"),
