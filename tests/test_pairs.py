@@ -83,7 +83,7 @@ def test_more_than_two_camera_types_is_an_error_with_the_fix(tmp_path):
     for subject, names in (("a", ("x.jpg", "y.jpg")), ("b", ("x.jpg", "z.jpg"))):
         for n in names:
             _photo(root / subject / n, 60)
-    with pytest.raises(DatasetError, match="exactly two camera types.*--metatrace-pairs-camera"):
+    with pytest.raises(DatasetError, match=r"exactly two camera types.*--metatrace-pairs-camera"):
         load_pairs(str(root), cache_dir=tmp_path / "c")
 
 
@@ -153,11 +153,16 @@ def test_hugging_face_rows_map_models_to_phone_or_not():
         "model": ["iPhone 12", "Canon EOS R5", "SM-G991B", "NIKON D750", "Pixel 7"],
         "image": [_png(v) for v in (10, 20, 30, 40, 50)],
     }
-    ds = datasets.Dataset.from_dict(rows, features=datasets.Features({
-        "subject_idx": datasets.Value("int64"),
-        "model": datasets.Value("string"),
-        "image": datasets.Image(),
-    }))
+    ds = datasets.Dataset.from_dict(
+        rows,
+        features=datasets.Features(
+            {
+                "subject_idx": datasets.Value("int64"),
+                "model": datasets.Value("string"),
+                "image": datasets.Image(),
+            }
+        ),
+    )
     pairs = pairs_from_hf(ds, id="PairCams")
     assert pairs.cameras == ("camera", "smartphone")
     assert pairs.subjects == ["0", "1"]

@@ -47,7 +47,9 @@ def test_known_answer_on_unit_circle():
     assert cam.different.recall_at_1 == [1, 0, 1]
     assert cam.same.hardest == [1, 0, 1]
     assert cam.different.hardest == [1, 0, 1]
-    assert cam.same.margin == pytest.approx([_cos(10) - _cos(5), _cos(55) - _cos(5), _cos(10) - _cos(85)], abs=1e-6)
+    assert cam.same.margin == pytest.approx(
+        [_cos(10) - _cos(5), _cos(55) - _cos(5), _cos(10) - _cos(85)], abs=1e-6
+    )
     assert cam.different.margin == pytest.approx(
         [_cos(10) - _cos(60), _cos(55) - _cos(5), _cos(10) - _cos(30)], abs=1e-6
     )
@@ -82,7 +84,9 @@ def test_ties_rank_the_positive_behind_and_pick_the_lowest_index():
 
 def test_collapsed_encoder_scores_zero_recall_and_last_rank():
     same = np.ones((4, 3))
-    result = CrossCameraRetrieval(n_boot=50).evaluate(same, same, cameras=CAMS, subjects=list("abcd"))
+    result = CrossCameraRetrieval(n_boot=50).evaluate(
+        same, same, cameras=CAMS, subjects=list("abcd")
+    )
     for r in result.by_query:
         for setting in (r.same, r.different):
             assert setting.recall_at_1 == [0, 0, 0, 0]
@@ -145,7 +149,9 @@ def test_chunking_does_not_change_numbers():
     a, b = rng.normal(size=(50, 8)), rng.normal(size=(50, 8))
     subjects = [f"s{i}" for i in range(50)]
     whole = CrossCameraRetrieval(n_boot=100).evaluate(a, b, cameras=CAMS, subjects=subjects)
-    small = CrossCameraRetrieval(n_boot=100, chunk_size=7).evaluate(a, b, cameras=CAMS, subjects=subjects)
+    small = CrossCameraRetrieval(n_boot=100, chunk_size=7).evaluate(
+        a, b, cameras=CAMS, subjects=subjects
+    )
     assert whole.chunk_size == 50 and small.chunk_size == 7
     for x, y in zip(whole.by_query, small.by_query, strict=True):
         assert x.same.rank == y.same.rank and x.different.rank == y.different.rank
@@ -162,14 +168,16 @@ def test_chunk_size_bounds_memory_for_100k_pairs():
 
 
 def test_a_camera_trace_gives_positive_gaps_with_intervals():
-    # Each photo = subject content + a camera direction; the trace pulls same-camera photos together.
+    # Photo = subject content + a camera direction: the trace pulls same-camera photos together.
     rng = np.random.default_rng(0)
     content = rng.normal(size=(40, 16))
     trace = np.zeros(16)
     trace[0] = 3.0
     a = content + rng.normal(scale=0.6, size=content.shape) + trace
     b = content + rng.normal(scale=0.6, size=content.shape) - trace
-    result = CrossCameraRetrieval(n_boot=300).evaluate(a, b, cameras=CAMS, subjects=[str(i) for i in range(40)])
+    result = CrossCameraRetrieval(n_boot=300).evaluate(
+        a, b, cameras=CAMS, subjects=[str(i) for i in range(40)]
+    )
     for r in result.by_query:
         assert r.recall("same") < r.recall("different")
         assert r.margin_gap > 0

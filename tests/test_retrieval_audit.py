@@ -98,7 +98,9 @@ def test_folder_and_manifest_runs_detect_the_trace_gate_and_agree(pairs_project)
             assert not margin["gate"]["passed"]
             result_dict = gap["details"]["result"]
             assert result_dict["subjects"] == [f"s{s}" for s in range(SUBJECTS)]
-            assert gap["dataset"] == ("mypairs-pairs" if protocol == "whole" else "mypairs-pairs-crop0.25")
+            assert gap["dataset"] == (
+                "mypairs-pairs" if protocol == "whole" else "mypairs-pairs-crop0.25"
+            )
     html = (pytester.path / "reports" / "metatrace.html").read_text()
     assert "Cross-camera retrieval" in html
 

@@ -112,7 +112,9 @@ class QueryCameraResult:
     other_camera: str  #: camera type of the positives
     same: SettingScores  #: negatives of the query's type
     different: SettingScores  #: negatives of the positive's type
-    intervals: dict[str, Interval]  #: recall_same, recall_different, recall_gap, margin_gap, mrr_gap
+    intervals: dict[
+        str, Interval
+    ]  #: recall_same, recall_different, recall_gap, margin_gap, mrr_gap
 
     def recall(self, setting: str) -> float:
         """Recall@1 in ``setting``."""
@@ -224,7 +226,6 @@ class RetrievalResult:
         out: list[Record] = []
         for r in self.by_query:
             ctx = {"protocol": protocol, "query_camera": r.query_camera}
-            common = {"encoder": encoder, "dataset": dataset, "parameter": f"{protocol}/{r.query_camera}"}
             rows: list[tuple[str, float, str, str]] = [
                 ("recall_at_1_same", r.recall("same"), "recall_same", "fraction"),
                 ("recall_at_1_different", r.recall("different"), "recall_different", "fraction"),
@@ -245,7 +246,9 @@ class RetrievalResult:
                         interval=r.intervals[key].to_dict(),
                         details=details,
                         provenance={"retrieval": {"protocol": protocol, **self.settings}},
-                        **common,
+                        encoder=encoder,
+                        dataset=dataset,
+                        parameter=f"{protocol}/{r.query_camera}",
                     )
                 )
         return out
@@ -254,7 +257,9 @@ class RetrievalResult:
 def _chunk_rows(n: int, budget_mb: float, chunk_size: int | None) -> int:
     if chunk_size is not None:
         if chunk_size < 1:
-            raise RetrievalInputError(f"chunk_size must be a positive number of queries, got {chunk_size}")
+            raise RetrievalInputError(
+                f"chunk_size must be a positive number of queries, got {chunk_size}"
+            )
         return min(chunk_size, n)
     # Two (c, n) float32 blocks, a bool mask and a float32 temporary per query row.
     per_row = n * (4 + 4 + 1 + 4)
@@ -298,12 +303,17 @@ class CrossCameraRetrieval:
                 f"{a.shape} ({cameras[0]}) and {b.shape} ({cameras[1]})"
             )
         if a.shape[0] != len(subjects):
-            raise RetrievalInputError(f"{a.shape[0]} embeddings per side but {len(subjects)} subjects")
+            raise RetrievalInputError(
+                f"{a.shape[0]} embeddings per side but {len(subjects)} subjects"
+            )
         if a.shape[0] < 2:
             raise RetrievalInputError("retrieval needs at least two subjects (one negative)")
         chunk = _chunk_rows(a.shape[0], self.memory_budget_mb, self.chunk_size)
         by_query = []
-        for query, other, (q, o) in ((cameras[0], cameras[1], (a, b)), (cameras[1], cameras[0], (b, a))):
+        for query, other, (q, o) in (
+            (cameras[0], cameras[1], (a, b)),
+            (cameras[1], cameras[0], (b, a)),
+        ):
             same, different = _score_side(q, o, chunk, self.device)
             by_query.append(
                 QueryCameraResult(query, other, same, different, self._intervals(same, different))
@@ -313,27 +323,40 @@ class CrossCameraRetrieval:
             subjects=list(subjects),
             by_query=by_query,
             chunk_size=chunk,
-            settings={"level": self.level, "n_boot": self.n_boot, "seed": self.seed,
-                      "unit": "query (one per subject)"},
+            settings={
+                "level": self.level,
+                "n_boot": self.n_boot,
+                "seed": self.seed,
+                "unit": "query (one per subject)",
+            },
         )
 
     def _intervals(self, same: SettingScores, different: SettingScores) -> dict[str, Interval]:
-        kw = {"level": self.level, "n_boot": self.n_boot, "seed": self.seed}
+        level, n_boot, seed = self.level, self.n_boot, self.seed
         r_same = np.asarray(same.recall_at_1, dtype=np.float64)
         r_diff = np.asarray(different.recall_at_1, dtype=np.float64)
+
+        def mean(x: npt.ArrayLike) -> Interval:
+            return bootstrap_mean(x, level=level, n_boot=n_boot, seed=seed)
+
+        def diff(a: npt.ArrayLike, b: npt.ArrayLike) -> Interval:
+            return bootstrap_mean_diff(a, b, level=level, n_boot=n_boot, seed=seed)
+
         return {
-            "recall_same": bootstrap_mean(r_same, **kw),
-            "recall_different": bootstrap_mean(r_diff, **kw),
-            "recall_gap": bootstrap_mean_diff(r_diff, r_same, **kw),
-            "margin_gap": bootstrap_mean_diff(different.margin, same.margin, **kw),
-            "mrr_gap": bootstrap_mean_diff(different.reciprocal_rank, same.reciprocal_rank, **kw),
+            "recall_same": mean(r_same),
+            "recall_different": mean(r_diff),
+            "recall_gap": diff(r_diff, r_same),
+            "margin_gap": diff(different.margin, same.margin),
+            "mrr_gap": diff(different.reciprocal_rank, same.reciprocal_rank),
         }
 
 
 def _as_2d(values: npt.ArrayLike, what: str) -> npt.NDArray[np.float32]:
     arr = np.asarray(values, dtype=np.float32)
     if arr.ndim != 2:
-        raise RetrievalInputError(f"embeddings of {what} must be (subjects, dim), got shape {arr.shape}")
+        raise RetrievalInputError(
+            f"embeddings of {what} must be (subjects, dim), got shape {arr.shape}"
+        )
     if not np.isfinite(arr).all():
         raise RetrievalInputError(f"embeddings of {what} contain NaN or infinite values")
     return arr
@@ -342,7 +365,7 @@ def _as_2d(values: npt.ArrayLike, what: str) -> npt.NDArray[np.float32]:
 def _score_side(
     query: npt.NDArray[np.float32], other: npt.NDArray[np.float32], chunk: int, device: str
 ) -> tuple[SettingScores, SettingScores]:
-    """Queries ``query[i]`` with positive ``other[i]``: scores in the same and different settings."""
+    """Scores of queries ``query[i]`` (positive ``other[i]``) in both settings."""
     import torch
 
     dev = torch.device(device)
@@ -350,7 +373,8 @@ def _score_side(
     o = torch.nn.functional.normalize(torch.from_numpy(other).to(dev), dim=1)
     n = q.shape[0]
     out: dict[str, dict[str, list[Any]]] = {
-        s: {"recall_at_1": [], "rank": [], "margin": [], "positive": [], "hardest": []} for s in SETTINGS
+        s: {"recall_at_1": [], "rank": [], "margin": [], "positive": [], "hardest": []}
+        for s in SETTINGS
     }
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)

@@ -1,4 +1,4 @@
-"""Cross-camera near-duplicate retrieval: does a photo find its twin from another camera? (Sec. 4.2)
+"""Cross-camera retrieval: does a photo find its twin taken by another camera? (Sec. 4.2).
 
 Each subject is photographed once by each of two camera types (built in:
 City100, Nikon D5500 vs iPhone X). A query's positive is its subject's other
@@ -20,11 +20,18 @@ type, on the lower end of the 95% interval over queries (defaults in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from pytest_metatrace.analysis.retrieval import CrossCameraRetrieval
 from pytest_metatrace.audits._retrieval_support import failure_gallery, load_pairs_for, pairs_view
 from pytest_metatrace.data.pairs import PairedDataset
+
+if TYPE_CHECKING:
+    from pytest_metatrace.embeddings import Embeddings
+    from pytest_metatrace.encoders import Encoder
+    from pytest_metatrace.fixtures import Recorder
 
 PROTOCOLS = ("whole", "crop")
 
@@ -37,14 +44,15 @@ def metatrace_pairs(request: pytest.FixtureRequest) -> PairedDataset:
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_cross_camera_retrieval(
-    metatrace_encoder,
-    metatrace_pairs,
-    metatrace_embeddings,
-    metatrace_record,
-    metatrace_settings,
-    pytestconfig,
-    protocol,
-):
+    metatrace_encoder: Encoder,
+    metatrace_pairs: PairedDataset,
+    metatrace_embeddings: Embeddings,
+    metatrace_record: Recorder,
+    metatrace_settings: dict[str, Any],
+    pytestconfig: pytest.Config,
+    protocol: str,
+) -> None:
+    """Retrieval gaps of one protocol, both query camera types, gated."""
     crop = metatrace_settings["pairs-crop"] if protocol == "crop" else 1.0
     if protocol == "crop" and crop == 1.0:
         pytest.skip("--metatrace-pairs-crop=1 disables the crop protocol")

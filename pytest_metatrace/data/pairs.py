@@ -170,7 +170,9 @@ class PairedDataset:
         return len(self.subjects)
 
     def dataset(self, crop: float = 1.0) -> Dataset:
-        """The pairs as a :class:`Dataset`: item ``<subject>/<camera>``, label camera, group subject.
+        """The pairs as a :class:`Dataset` of items ``<subject>/<camera>``.
+
+        Each item's label is its camera type, its group its subject.
 
         Its id is ``<pairs id>-pairs`` (``-pairs-crop<area>`` for crops).
 
@@ -188,7 +190,9 @@ class PairedDataset:
                 if crop < 1.0:
                     source, digest = CropSource(item.source, crop), crop_digest(digest, crop)
                 meta = {"subject": subject, "camera": camera}
-                items.append(ImageItem(f"{subject}/{camera}", camera, digest, source, subject, meta))
+                items.append(
+                    ImageItem(f"{subject}/{camera}", camera, digest, source, subject, meta)
+                )
         # "-pairs": not the id of a single-photo dataset of the same images (e.g. the
         # acquisition audits' city100), whose description differs.
         suffix = "-pairs" if crop == 1.0 else f"-pairs-crop{crop:g}"
@@ -208,9 +212,7 @@ class PairedDataset:
         """Row indices into ``dataset.items`` of each camera type's photo, aligned by subject."""
         where = {it.id: i for i, it in enumerate(dataset.items)}
         try:
-            rows = [
-                [where[f"{s}/{c}"] for s in self.subjects] for c in self.cameras
-            ]
+            rows = [[where[f"{s}/{c}"] for s in self.subjects] for c in self.cameras]
         except KeyError as exc:
             raise DatasetError(
                 f"dataset {dataset.id!r} is not a view of pairs {self.id!r}: no item {exc}"
@@ -342,7 +344,9 @@ def _check_files(
 ) -> tuple[dict[int, ImageItem], list[SkippedImage]]:
     from pytest_metatrace.data.index import ImageIndex
 
-    rows = [(f"{s}/{c}", c, path, src, s, {}) for s, c, path, src in candidates]
+    rows: list[tuple[str, str, str, ImageSource, str | None, Mapping[str, str]]] = [
+        (f"{s}/{c}", c, path, src, s, {}) for s, c, path, src in candidates
+    ]
     index = ImageIndex(cache_dir)
     try:
         checked, skipped, _ = check_sources(
@@ -359,7 +363,9 @@ def _check_files(
     return items, skipped
 
 
-def city100_pairs(*, cache_dir: Path, max_pixels: int = DEFAULT_MAX_PIXELS, progress: Any = None) -> PairedDataset:
+def city100_pairs(
+    *, cache_dir: Path, max_pixels: int = DEFAULT_MAX_PIXELS, progress: Any = None
+) -> PairedDataset:
     """The packaged City100 pairs: 100 postcards, Nikon D5500 (camera) vs iPhone X (smartphone)."""
     candidates: list[Candidate] = []
     for folder, camera in CITY100_CAMERAS.items():
@@ -491,7 +497,12 @@ def pairs_from_hf(
         digest = hashlib.sha256(source.data).hexdigest()
         items[i] = ImageItem(f"{subject}/{camera}", camera, digest, source, subject)
     return pairs_from_candidates(
-        candidates, id=id, name=f"{id} (Hugging Face)", kind="hf", root=id, items=items,
+        candidates,
+        id=id,
+        name=f"{id} (Hugging Face)",
+        kind="hf",
+        root=id,
+        items=items,
         skipped=skipped,
     )
 
