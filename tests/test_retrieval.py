@@ -230,3 +230,42 @@ def test_bad_inputs_say_what_is_wrong(a, b, message):
     subjects = [str(i) for i in range(3)]
     with pytest.raises(RetrievalInputError, match=message):
         CrossCameraRetrieval().evaluate(a, b, cameras=CAMS, subjects=subjects)
+
+
+def test_report_section_draws_fig10_margins_and_failed_queries():
+    from pytest_metatrace.report import render_html
+    from pytest_metatrace.report.section_retrieval import recall_scatter
+
+    result = _angles([0, 5, 90], [10, 60, 100])
+    records = [r.to_dict() for r in result.to_records(encoder="enc", dataset="ds", protocol="crop")]
+    uri = "data:image/png;base64,iVBORw0KGgo="
+    gallery = {
+        "thumbs": {"s0/camera": uri, "s0/smartphone": uri, "s1/camera": uri},
+        "queries": [
+            {
+                "setting": "same",
+                "subject": "s0",
+                "query": "s0/camera",
+                "positive": "s0/smartphone",
+                "retrieved": "s1/camera",
+                "retrieved_subject": "s1",
+                "retrieved_camera": "camera",
+                "rank": 2,
+                "positive_similarity": 0.98,
+                "retrieved_similarity": 0.99,
+            }
+        ],
+    }
+    records[2]["details"]["failures"] = gallery
+    html = render_html({"schema_version": 1, "records": records})
+    section = html.split('id="sec-cross-camera-retrieval"', 1)[1]
+    assert "crop frames · ds" in section
+    assert section.count("<circle") >= 4  # two points and their legend marks
+    assert "enc · camera queries" in section and "enc · smartphone queries" in section
+    assert "33.3% [" in section  # camera queries: recall@1 same 1/3
+    assert "s1 (camera)" in section and section.count(uri) == 3
+    assert "a negative as similar as the positive ranks ahead of it" in section
+    # Axes zoom to [lowest recall - 0.05, 1] = [0.45, 1] over 320 px from (58, 14):
+    # recall same 0.5 -> x = 58 + 320 * 0.05 / 0.55, recall different 1.0 -> the top.
+    svg = str(recall_scatter([("p", 0.5, 1.0)], label="t"))
+    assert '<circle cx="87.09" cy="14"' in svg
