@@ -55,9 +55,9 @@ class ThresholdError(ValueError):
 #: (Sec. 4.2, Fig. 10) sees CLIP-type encoders fall from near-perfect recall@1
 #: to below 0.85, a gap above 0.15; a gap of 0.10 is a trace a near-duplicate
 #: search feels (one query in ten lost to a same-camera photo). The margin gap
-#: is in cosine similarity: 0.05 is a sixth of lite0's whole-frame City100
-#: margin (0.30) and lite0's measured gaps are 0.004-0.03 on whole frames and
-#: small crops, 0.04-0.08 on 5% centre crops (bench/README.md).
+#: is in cosine similarity: 0.05 is a sixth of lite0's mean whole-frame City100
+#: margin (0.30); lite0's gaps are 0.004-0.009 on whole frames and 0.04-0.08 on
+#: the 2% centre crops of the harder protocol (bench/README.md).
 DEFAULT_THRESHOLDS: Mapping[str, str] = {
     "probe.jpeg": "0.60",
     "probe.sharpening": "0.70",
