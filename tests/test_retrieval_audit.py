@@ -103,6 +103,11 @@ def test_folder_and_manifest_runs_detect_the_trace_gate_and_agree(pairs_project)
             )
     html = (pytester.path / "reports" / "metatrace.html").read_text()
     assert "Cross-camera retrieval" in html
+    assert "s_lone" in html  # the left-out subject is named in the report's dataset section
+    doc = json.loads((pytester.path / "folder.json").read_text())
+    described = {d["id"]: d for d in doc["datasets"]}["mypairs-pairs"]
+    assert described["pairs"]["incomplete"] == [{"subject": "s_lone", "reason": "no phone photo"}]
+    assert described["n_images"] == 2 * SUBJECTS
 
     again = pytester.runpytest(
         *common, "--metatrace-pairs=mypairs.csv", "--metatrace-json=manifest.json"

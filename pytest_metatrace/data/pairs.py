@@ -312,15 +312,16 @@ def parse_camera_mapping(lines: Iterable[str]) -> list[tuple[str, str]]:
     return out
 
 
-def camera_type_of(name: str, mapping: Sequence[tuple[str, str]] = ()) -> str:
-    """The camera type of a photo named ``name`` (a file name or a camera model).
+def camera_type_of(path: str | Path, mapping: Sequence[tuple[str, str]] = ()) -> str:
+    """The camera type of the photo at ``path`` in a pairs folder.
 
     The first ``(pattern, type)`` of ``mapping`` whose shell pattern matches
-    the lower-cased name wins; without a match the file name's stem is the
-    type. This is the one place where a type is read from a photo: EXIF
-    (make/model through the acquisition normalizer) plugs in here, before
-    the stem fallback.
+    the lower-cased file name wins; without a match the file name's stem is
+    the type. This is the one place where a type is read from a photo: EXIF
+    (make/model through the acquisition audits' normalizer) plugs in here,
+    between the mapping and the stem fallback.
     """
+    name = Path(path).name
     lowered = name.lower()
     for pattern, camera in mapping:
         if fnmatch.fnmatchcase(lowered, pattern):
@@ -406,7 +407,7 @@ def _folder_candidates(root: Path, mapping: Sequence[tuple[str, str]]) -> list[C
         for path in sorted(folder.iterdir()):
             if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
-            camera = camera_type_of(path.name, mapping)
+            camera = camera_type_of(path, mapping)
             out.append((folder.name, camera, str(path), FileSource(str(path.resolve()))))
     return out
 
