@@ -14,11 +14,10 @@ from pytest_metatrace.data.pairs import (
     CropSource,
     MemorySource,
     camera_type_of,
-    is_phone_model,
     load_pairs,
-    pairs_from_hf,
     parse_camera_mapping,
 )
+from pytest_metatrace.data.pairs_hf import is_phone_model, pairs_from_hf
 
 
 def _photo(path: Path, value: int, size: tuple[int, int] = (40, 30)) -> Path:
@@ -191,3 +190,11 @@ def test_memory_source_rejects_garbage():
     assert MemorySource(buf.getvalue(), "ok").load()[0].size == (16, 12)
     with pytest.raises(UnusableImage):
         MemorySource(b"nope", "bad").load()
+
+
+def test_hf_spec_without_the_datasets_cache_says_how_to_get_it(tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(DatasetError, match="cannot load Hugging Face dataset 'CTU-OU/PairCams'"):
+        load_pairs("hf:CTU-OU/PairCams", cache_dir=tmp_path / "c")

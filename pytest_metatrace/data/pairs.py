@@ -29,7 +29,6 @@ from __future__ import annotations
 import csv
 import fnmatch
 import hashlib
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,49 +47,25 @@ from pytest_metatrace.data.dataset import (
     SkippedImage,
     check_sources,
 )
-from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS, DecodeInfo, UnusableImage, load_rgb
+from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS, DecodeInfo, load_rgb
 from pytest_metatrace.data.sources import IMAGE_EXTENSIONS
 
 __all__ = [
     "CITY100_CAMERAS",
-    "PHONE_MODEL_PATTERNS",
     "CropSource",
     "IncompleteSubject",
     "MemorySource",
     "PairedDataset",
     "camera_type_of",
     "city100_pairs",
-    "is_phone_model",
     "load_pairs",
     "pairs_from_candidates",
-    "pairs_from_hf",
     "parse_camera_mapping",
 ]
 
 CITY100_DIR = Path(__file__).resolve().parent / "city100"
 #: City100 folder -> camera type.
 CITY100_CAMERAS: Mapping[str, str] = {"nikon_d5500": "camera", "iphone_x": "smartphone"}
-
-#: Shell patterns (case-insensitive) of camera ``model`` strings that are smartphones;
-#: any other model is a (non-phone) camera. Extend with ``PATTERN=TYPE`` mappings.
-PHONE_MODEL_PATTERNS: tuple[str, ...] = (
-    "*iphone*",
-    "*pixel*",
-    "*galaxy*",
-    "sm-*",
-    "*huawei*",
-    "*honor*",
-    "*xiaomi*",
-    "*redmi*",
-    "*oneplus*",
-    "*moto *",
-    "*nokia*",
-    "*oppo*",
-    "*vivo*",
-    "*realme*",
-    "*nexus*",
-    "*phone*",
-)
 
 #: (subject, camera type, path for messages, source) before the decode check.
 Candidate = tuple[str, str, str, ImageSource]
@@ -329,17 +304,6 @@ def camera_type_of(path: str | Path, mapping: Sequence[tuple[str, str]] = ()) ->
     return Path(name).stem
 
 
-def is_phone_model(model: str, mapping: Sequence[tuple[str, str]] = ()) -> str:
-    """``smartphone`` or ``camera`` for a camera model string (Hugging Face ``model`` field)."""
-    lowered = model.strip().lower()
-    for pattern, camera in mapping:
-        if fnmatch.fnmatchcase(lowered, pattern):
-            return camera
-    if any(fnmatch.fnmatchcase(lowered, p) for p in PHONE_MODEL_PATTERNS):
-        return "smartphone"
-    return "camera"
-
-
 def _check_files(
     candidates: Sequence[Candidate], *, cache_dir: Path, max_pixels: int, progress: Any
 ) -> tuple[dict[int, ImageItem], list[SkippedImage]]:
@@ -442,72 +406,6 @@ def _csv_candidates(manifest: Path) -> list[Candidate]:
     return out
 
 
-def _encoded(value: Any, name: str) -> bytes:
-    """Bytes of a Hugging Face image value: ``{"bytes": ...}``, a path, or a PIL image."""
-    if isinstance(value, Mapping):
-        if value.get("bytes"):
-            return bytes(value["bytes"])
-        if value.get("path"):
-            return Path(value["path"]).read_bytes()
-    if isinstance(value, Image.Image):
-        buf = io.BytesIO()
-        value.save(buf, format="PNG")  # lossless: the pixels the dataset holds
-        return buf.getvalue()
-    raise DatasetError(f"{name}: image field holds {type(value).__name__}, not an image")
-
-
-def pairs_from_hf(
-    ds: Any,
-    *,
-    id: str,
-    mapping: Sequence[tuple[str, str]] = (),
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    subject_field: str = "subject_idx",
-    model_field: str = "model",
-    image_field: str = "image",
-) -> PairedDataset:
-    """Pairs from a ``datasets.Dataset`` with subject, camera-model and image fields.
-
-    The camera type is :func:`is_phone_model` of the model string. Images are
-    read undecoded where the column allows it and checked by decoding once.
-    """
-    fields = list(getattr(ds, "column_names", []))
-    missing = [f for f in (subject_field, model_field, image_field) if f not in fields]
-    if missing:
-        raise DatasetError(f"Hugging Face dataset {id!r} lacks field(s) {missing}; has {fields}")
-    try:
-        import datasets
-
-        ds = ds.cast_column(image_field, datasets.Image(decode=False))
-    except (ImportError, ValueError, TypeError):
-        pass  # not an image feature: values are read as they come
-    candidates: list[Candidate] = []
-    items: dict[int, ImageItem] = {}
-    skipped: list[SkippedImage] = []
-    for i, row in enumerate(ds):
-        subject = str(row[subject_field])
-        camera = is_phone_model(str(row[model_field]), mapping)
-        name = f"{id}[{i}] ({row[model_field]})"
-        source = MemorySource(_encoded(row[image_field], name), name)
-        candidates.append((subject, camera, name, source))
-        try:
-            source.load(max_pixels)
-        except UnusableImage as exc:
-            skipped.append(SkippedImage(name, exc.reason))
-            continue
-        digest = hashlib.sha256(source.data).hexdigest()
-        items[i] = ImageItem(f"{subject}/{camera}", camera, digest, source, subject)
-    return pairs_from_candidates(
-        candidates,
-        id=id,
-        name=f"{id} (Hugging Face)",
-        kind="hf",
-        root=id,
-        items=items,
-        skipped=skipped,
-    )
-
-
 def load_pairs(
     spec: str,
     *,
@@ -520,23 +418,9 @@ def load_pairs(
     if spec == "city100":
         return city100_pairs(cache_dir=cache_dir, max_pixels=max_pixels, progress=progress)
     if spec.startswith("hf:"):
-        name, _, split = spec[3:].partition("@")
-        try:
-            import datasets
-        except ImportError:
-            raise DatasetError(
-                f"pairs {spec!r} need the Hugging Face datasets package: "
-                "pip install 'pytest-metatrace[pairs]'"
-            ) from None
-        try:
-            ds = datasets.load_dataset(name, split=split or "train")
-        except Exception as exc:  # network, missing cache, unknown split: say which
-            raise DatasetError(
-                f"cannot load Hugging Face dataset {name!r} (split {split or 'train'!r}): {exc}. "
-                "Download it once online (datasets.load_dataset) or set HF_DATASETS_OFFLINE=1 "
-                "with a filled cache"
-            ) from None
-        return pairs_from_hf(ds, id=name.rsplit("/", 1)[-1], mapping=mapping, max_pixels=max_pixels)
+        from pytest_metatrace.data.pairs_hf import load_hf_pairs
+
+        return load_hf_pairs(spec[3:], mapping=mapping, max_pixels=max_pixels)
     path = Path(spec).expanduser()
     if path.is_dir():
         candidates, kind = _folder_candidates(path, mapping), "folder"
