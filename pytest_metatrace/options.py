@@ -55,6 +55,13 @@ def _unit_interval(text: str) -> float:
     return value
 
 
+def _crop_area(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must lie in (0, 1]: the share of the area kept")
+    return value
+
+
 def _device(text: str) -> str:
     from pytest_metatrace._device import DEVICE_PATTERN
 
@@ -263,6 +270,30 @@ OPTIONS: tuple[Option, ...] = (
         float,
         env="METATRACE_PROGRESS_INTERVAL",
         env_only=True,
+    ),
+    Option(
+        "pairs",
+        "paired photos for the cross-camera retrieval audit: 'city100' (built-in camera/phone "
+        "pairs), a folder (<subject>/<camera type>.jpg), a CSV manifest (path,subject,camera) "
+        "or hf:OWNER/NAME[@SPLIT] (e.g. hf:CTU-OU/PairCams, needs the 'pairs' extra)",
+        "city100",
+        metavar="SPEC",
+    ),
+    Option(
+        "pairs-camera",
+        "map photo file names (or Hugging Face camera models) to camera types, PATTERN=TYPE, "
+        "repeatable, first match wins (e.g. 'iphone*=smartphone'); default: the file name's stem",
+        [],
+        multiple=True,
+        metavar="PATTERN=TYPE",
+    ),
+    Option(
+        "pairs-crop",
+        "the harder retrieval protocol: share of each photo's area kept by a centre crop of both "
+        "photos of a pair (1 disables it; whole frames saturate recall@1 on easy pairs)",
+        0.02,
+        _crop_area,
+        metavar="AREA",
     ),
     Option(
         "list-encoders",

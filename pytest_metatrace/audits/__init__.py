@@ -8,4 +8,9 @@ one-line shims that import these modules, so there is one source per audit.
 """
 
 #: The audit modules, in the order the README lists them.
-AUDIT_MODULES = ("test_processing_drift", "test_processing_traces", "test_semantic_influence")
+AUDIT_MODULES = (
+    "test_processing_drift",
+    "test_processing_traces",
+    "test_semantic_influence",
+    "test_cross_camera_retrieval",
+)

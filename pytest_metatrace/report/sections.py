@@ -690,3 +690,4 @@ register_section(
     context=semantic_context,
     order=30,
 )
+from . import section_retrieval as _section_retrieval  # noqa: E402, F401  (registers its section)

@@ -1,0 +1,220 @@
+"""Report section of the cross-camera retrieval audit (paper Sec. 4.2, Fig. 10).
+
+Per protocol (whole frames, centre crops): recall@1 in the ``same`` setting
+against the ``different`` setting, one point per encoder and query camera type
+with the diagonal drawn (a point above it is a camera trace); the margin
+distributions of both settings; a table with every gap and its interval; and
+the failed queries, with the wrongly retrieved photo beside the true pair.
+The typed :class:`~pytest_metatrace.analysis.retrieval.RetrievalResult` is
+rebuilt from each ``recall_gap`` record's details.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from markupsafe import Markup
+
+from ..analysis.retrieval import SETTINGS, TIE_RULE, QueryCameraResult, RetrievalResult
+from .charts import Line, _el, _svg, _title, _txt, nice_ticks, series_color, step_chart
+from .formatting import format_interval, format_number, format_percent
+from .sections import register_section, safe_image_uri
+
+__all__ = ["recall_scatter", "retrieval_context"]
+
+_SETTING_DASH = {"same": None, "different": "6 3"}
+
+
+def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Markup:
+    """Fig. 10: ``(name, recall same, recall different)`` points over [0, 1]^2 with the diagonal.
+
+    The axes zoom to the data (never beyond [0, 1]) so that near-saturated
+    recalls stay readable.
+    """
+    values = [v for _, x, y in points for v in (x, y)]
+    lo = max(0.0, min([*values, 0.9]) - 0.05)
+    lo = float(np.floor(lo * 20) / 20)
+    hi = 1.0
+    left, top, size, pad = 58.0, 14.0, 320.0, 16.0
+    legend_x = left + size + 24
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return left + size * (x - lo) / (hi - lo), top + size * (1 - (y - lo) / (hi - lo))
+
+    body: list[str] = []
+    for tick in nice_ticks(lo, hi, 5):
+        if not lo <= tick <= hi:
+            continue
+        x, _ = xy(tick, lo)
+        _, y = xy(lo, tick)
+        body.append(_el("line", x1=left, x2=left + size, y1=y, y2=y, stroke="#e3e3e3"))
+        body.append(_el("line", x1=x, x2=x, y1=top, y2=top + size, stroke="#e3e3e3"))
+        body.append(_el("text", _txt(format_percent(tick)), x=left - 6, y=y + 4, text_anchor="end"))
+        body.append(
+            _el("text", _txt(format_percent(tick)), x=x, y=top + size + 16, text_anchor="middle")
+        )
+    (x0, y0), (x1, y1) = xy(lo, lo), xy(hi, hi)
+    body.append(
+        _el(
+            "line",
+            _title("no trace: same = different"),
+            x1=x0,
+            y1=y0,
+            x2=x1,
+            y2=y1,
+            stroke="#555555",
+            stroke_dasharray="4 4",
+        )
+    )
+    body.append(_el("rect", x=left, y=top, width=size, height=size, fill="none", stroke="#222222"))
+    for i, (name, rs, rd) in enumerate(points):
+        color, _ = series_color(i)
+        x, y = xy(rs, rd)
+        tip = f"{name}: recall@1 same {format_percent(rs)}, different {format_percent(rd)}"
+        body.append(_el("circle", _title(tip), cx=x, cy=y, r=6, fill=color, stroke="#222222"))
+        ly = top + 8 + 18 * i
+        body.append(_el("circle", cx=legend_x, cy=ly, r=5, fill=color, stroke="#222222"))
+        body.append(_el("text", _txt(name), x=legend_x + 10, y=ly + 4))
+    body.append(
+        _el(
+            "text",
+            _txt("recall@1, same-camera negatives"),
+            x=left + size / 2,
+            y=top + size + 34,
+            text_anchor="middle",
+            fill="#555555",
+        )
+    )
+    cy = top + size / 2
+    body.append(
+        _el(
+            "text",
+            _txt("recall@1, other-camera negatives"),
+            x=14,
+            y=cy,
+            text_anchor="middle",
+            fill="#555555",
+            transform=f"rotate(-90 14 {cy:.1f})",
+        )
+    )
+    width = legend_x + 10 + max([len(n) for n, _, _ in points] + [10]) * 7.2 + pad
+    return _svg(width, top + size + 44, body, label)
+
+
+def _margin_chart(r: QueryCameraResult, title: str) -> Markup:
+    margins = {s: np.asarray(getattr(r, s).margin, dtype=np.float64) for s in SETTINGS}
+    everything = np.concatenate(list(margins.values()))
+    lo, hi = float(everything.min()), float(everything.max())
+    if hi <= lo:
+        hi = lo + 1e-3
+    edges = np.linspace(lo, hi, 21)
+    lines = []
+    for k, setting in enumerate(SETTINGS):
+        counts, _ = np.histogram(margins[setting], bins=edges)
+        lines.append(
+            Line(
+                f"{setting} (mean {format_number(float(margins[setting].mean()), digits=3)})",
+                [float(c) for c in counts],
+                series_color(k)[0],
+                _SETTING_DASH[setting],
+            )
+        )
+    return step_chart(
+        [float(e) for e in edges],
+        lines,
+        x_label="margin: similarity of the positive − of the hardest negative",
+        y_label="queries",
+        label=title,
+    )
+
+
+def _failures(details: dict[str, Any]) -> list[dict[str, Any]]:
+    gallery = details.get("failures") or {}
+    thumbs = {str(k): safe_image_uri(v) for k, v in (gallery.get("thumbs") or {}).items()}
+    rows = []
+    for q in gallery.get("queries") or []:
+        rows.append(
+            {
+                "setting": q.get("setting"),
+                "subject": q.get("subject"),
+                "query": thumbs.get(str(q.get("query"))),
+                "positive": thumbs.get(str(q.get("positive"))),
+                "retrieved": thumbs.get(str(q.get("retrieved"))),
+                "retrieved_label": f"{q.get('retrieved_subject')} ({q.get('retrieved_camera')})",
+                "rank": q.get("rank"),
+                "positive_similarity": format_number(q.get("positive_similarity"), digits=3),
+                "retrieved_similarity": format_number(q.get("retrieved_similarity"), digits=3),
+            }
+        )
+    return rows
+
+
+def retrieval_context(records: list[dict[str, Any]], document: dict[str, Any]) -> dict[str, Any]:
+    """Template variables: per protocol a Fig. 10 scatter, margin charts, a table and failures."""
+    gates = {
+        (r["encoder"], r["dataset"], r["parameter"], r["metric"]): r
+        for r in records
+        if r["metric"] in ("recall_gap", "margin_gap")
+    }
+    protocols: dict[tuple[str, str], dict[str, Any]] = {}
+    for rec in records:
+        details = rec.get("details") or {}
+        if rec["metric"] != "recall_gap" or "result" not in details:
+            continue
+        protocol = str(details.get("protocol"))
+        result = RetrievalResult.from_dict(details["result"])
+        r = result.query(str(details.get("query_camera")))
+        panel = protocols.setdefault(
+            (protocol, rec["dataset"]),
+            {
+                "protocol": protocol,
+                "dataset": rec["dataset"],
+                "points": [],
+                "rows": [],
+                "n": len(result.subjects),
+            },
+        )
+        name = f"{rec['encoder']} · {r.query_camera} queries"
+        panel["points"].append((name, r.recall("same"), r.recall("different")))
+        iv = r.intervals
+        key = (rec["encoder"], rec["dataset"], rec["parameter"])
+        panel["rows"].append(
+            {
+                "encoder": rec["encoder"],
+                "query_camera": r.query_camera,
+                "recall_same": format_interval(r.recall("same"), iv["recall_same"].to_dict()),
+                "recall_different": format_interval(
+                    r.recall("different"), iv["recall_different"].to_dict()
+                ),
+                "mrr_gap": format_interval(
+                    r.mrr_gap, iv["mrr_gap"].to_dict(), "reciprocal rank", "mrr_gap"
+                ),
+                "median_rank": {
+                    s: format_number(float(np.median(getattr(r, s).rank)), digits=3)
+                    for s in SETTINGS
+                },
+                "recall_gate": gates.get((*key, "recall_gap")),
+                "margin_gate": gates.get((*key, "margin_gap")),
+                "margins": _margin_chart(r, f"Margins, {name}, {protocol}"),
+                "failures": _failures(details),
+                "name": name,
+            }
+        )
+    panels = []
+    for panel in protocols.values():
+        panel["scatter"] = recall_scatter(
+            panel["points"],
+            label=f"Recall@1 same vs different, {panel['protocol']} ({panel['dataset']})",
+        )
+        panels.append(panel)
+    return {"panels": panels, "tie_rule": TIE_RULE}
+
+
+register_section(
+    "cross_camera_retrieval",
+    title="Cross-camera retrieval",
+    template="section_retrieval.html.j2",
+    context=retrieval_context,
+    order=40,
+)
