@@ -51,7 +51,7 @@ class ThresholdError(ValueError):
 #: Interpolation is the hardest parameter everywhere, hence the lower bar.
 #: kNN gaps - a processing change should not move semantic kNN accuracy by
 #: more than 5 points in either direction (paper Sec. 4.1, Fig. 8).
-#: Retrieval gaps (different - same databases, PROTOCOL section 6) - the paper
+#: Retrieval gaps (different - same databases, docs/protocol.md §6) - the paper
 #: (Sec. 4.2, Fig. 10) sees CLIP-type encoders fall from near-perfect recall@1
 #: to below 0.85, a gap above 0.15; a gap of 0.10 is a trace a near-duplicate
 #: search feels (one query in ten lost to a same-camera photo). The margin gap

@@ -1,4 +1,4 @@
-"""Tests of the cross-camera retrieval engine (PROTOCOL section 6) on constructed embeddings."""
+"""Tests of the cross-camera retrieval engine (docs/protocol.md §6) on constructed embeddings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Near-duplicate retrieval across camera types (PROTOCOL section 6, paper Sec. 4.2).
+"""Near-duplicate retrieval across camera types (docs/protocol.md §6, paper Sec. 4.2).
 
 Each subject has one photo per camera type, A and B. A query (a photo of
 type A) has one positive, its subject's B photo, and is scored in two
@@ -54,7 +54,7 @@ __all__ = [
     "SettingScores",
 ]
 
-#: The two databases of PROTOCOL section 6.
+#: The two databases of docs/protocol.md §6.
 SETTINGS = ("same", "different")
 #: How ties between the positive and a negative are resolved (shown in the report).
 TIE_RULE = (

@@ -4,7 +4,7 @@ Each subject is photographed once by each of two camera types (built in:
 City100, Nikon D5500 vs iPhone X). A query's positive is its subject's other
 photo; it is searched among ``same`` (the positive plus every other photo of
 the query's camera type) and ``different`` (every photo of the positive's
-type), the query excluded (PROTOCOL section 6). An encoder that carries a
+type), the query excluded (docs/protocol.md §6). An encoder that carries a
 camera trace pulls the query towards its own camera type, so ``same`` is
 harder: the gaps ``different - same`` of recall@1 and of the similarity
 margin (positive minus hardest negative) measure the trace.

@@ -1,6 +1,6 @@
 """Paired photos: the same subjects, each photographed once by each of two camera types.
 
-The cross-camera retrieval audit (PROTOCOL section 6, paper Sec. 4.2) needs,
+The cross-camera retrieval audit (docs/protocol.md §6, paper Sec. 4.2) needs,
 for every subject, one photo per camera type (e.g. a smartphone and a DSLR).
 A :class:`PairedDataset` holds those pairs, aligned by subject; subjects with
 a missing, duplicated or unusable side are listed in ``incomplete`` and left
@@ -100,7 +100,7 @@ class CropSource:
     """The centred crop of another source that keeps ``area`` of its pixels.
 
     Each side is ``sqrt(area)`` of the original side, rounded half up, centred
-    (the same rule as the centre mask, PROTOCOL section 3). Applied to both
+    (the same rule as the centre mask, docs/protocol.md §3). Applied to both
     photos of a pair it keeps corresponding content, as the pairs are framed
     alike.
     """
