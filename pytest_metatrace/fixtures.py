@@ -16,13 +16,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from pytest_metatrace.baseline import BaselineComparison, gate_against_baseline
+from pytest_metatrace.gate_keys import marker_thresholds, session_thresholds
 from pytest_metatrace.gating import (
-    DEFAULT_THRESHOLDS,
     ThresholdError,
     ThresholdSpec,
     evaluate_gate,
-    parse_threshold,
-    parse_threshold_lines,
     resolve_threshold,
 )
 from pytest_metatrace.ids import dataset_ids, encoder_ids
@@ -173,11 +171,6 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
     return emb
 
 
-_Thresholds = dict[str, ThresholdSpec]
-#: The session's (command line, ini, default) thresholds, parsed on the first gate.
-_SESSION_THRESHOLDS = pytest.StashKey[tuple[_Thresholds, _Thresholds, _Thresholds]]()
-
-
 class Recorder:
     """Stores records of the current test and gates them against thresholds."""
 
@@ -219,24 +212,13 @@ class Recorder:
 
     def _threshold_sources(self) -> list[tuple[str, dict[str, ThresholdSpec]]]:
         """Command line > marker > ini > default; all but the markers parsed once per session."""
-        config = self._item.config
-        session = config.stash.get(_SESSION_THRESHOLDS, None)
+        cli, ini, defaults = session_thresholds(self._item.config)
+        marker: dict[str, ThresholdSpec] = {}
         try:
-            if session is None:
-                cli = parse_threshold_lines(
-                    config.getoption("metatrace_threshold", default=None) or [],
-                    "--metatrace-threshold",
-                )
-                ini = parse_threshold_lines(config.getini("metatrace_threshold") or [], "ini")
-                defaults = {k: parse_threshold(v) for k, v in DEFAULT_THRESHOLDS.items()}
-                session = (cli, ini, defaults)
-                config.stash[_SESSION_THRESHOLDS] = session
-            marker: dict[str, ThresholdSpec] = {}
             for mark in reversed(list(self._item.iter_markers("metatrace_threshold"))):
-                marker.update(_marker_thresholds(mark))
+                marker.update(marker_thresholds(mark))
         except ThresholdError as exc:
             raise pytest.UsageError(str(exc)) from None
-        cli, ini, defaults = session
         return [("command line", cli), ("marker", marker), ("ini", ini), ("default", defaults)]
 
     def gate(self, record: Record, key: str, *, what: str) -> GateOutcome | None:
@@ -295,17 +277,6 @@ def _check_scores(record: Record) -> None:
             f"{len(record.score_ids)} score_ids for {n_scores or 'no'} scores; give one id per "
             "score (the test image it was measured on), or no ids"
         )
-
-
-def _marker_thresholds(mark: pytest.Mark) -> dict[str, ThresholdSpec]:
-    out: dict[str, ThresholdSpec] = {}
-    for arg in mark.args:
-        if isinstance(arg, dict):
-            out.update({str(k): parse_threshold(v) for k, v in arg.items()})
-        else:
-            out["*"] = parse_threshold(arg)
-    out.update({str(k): parse_threshold(v) for k, v in mark.kwargs.items()})
-    return out
 
 
 @pytest.fixture

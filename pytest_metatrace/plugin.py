@@ -30,6 +30,11 @@ from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in
     metatrace_record,
     metatrace_settings,
 )
+from pytest_metatrace.gate_keys import (
+    GATE_MARKER,
+    check_collected_thresholds,
+    session_thresholds,
+)
 from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options, get_option, resolved_options
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
@@ -91,6 +96,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "metatrace_threshold(value_or_mapping): gate threshold for this test's metatrace gates: "
         "a value (0.6, 60%, chance+0.3) for all of them, or a dict {key pattern: value}",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{GATE_MARKER}(*key_patterns): the gate keys this audit can produce (shell patterns); "
+        "thresholds whose keys match no declared key are usage errors",
+    )
     worker = config.workerinput["workerid"] if _is_worker(config) else "master"  # type: ignore[attr-defined]
     config.stash[STATE_KEY] = ProcessState(worker_id=worker)
     session = MetatraceSession(config)
@@ -99,6 +109,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Controller(session), "metatrace-controller")
     resolved_options(config)  # a bad value is a UsageError now, not after an hour of work
     active_baseline(config)  # so is a baseline of other settings
+    session_thresholds(config)  # and a threshold that cannot be read or never fails
+    config.pluginmanager.register(_ThresholdKeyCheck(), "metatrace-threshold-keys")
+
+
+class _ThresholdKeyCheck:
+    """Runs before ``-k`` / ``-m`` deselect items, so every collected audit's keys count."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Thresholds whose keys no collected audit declares are usage errors."""
+        check_collected_thresholds(config, items)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -33,6 +33,7 @@ from pytest_metatrace.analysis.sgd import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LBFGS_C_GRID,
+    DEFAULT_MIN_STEPS_PER_EPOCH,
     DEFAULT_MOMENTUM,
     DEFAULT_TRIALS,
     LR_RANGE,
@@ -44,6 +45,7 @@ from pytest_metatrace.analysis.sgd import (
     _train_sgd_torch,
     check_features,
     check_labels,
+    effective_batch_size,
     l2_normalize,
     linear_scores,
     resolve_device,
@@ -56,6 +58,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",
     "DEFAULT_LBFGS_C_GRID",
+    "DEFAULT_MIN_STEPS_PER_EPOCH",
     "DEFAULT_MOMENTUM",
     "DEFAULT_TRIALS",
     "LR_RANGE",
@@ -70,6 +73,7 @@ __all__ = [
     "check_features",
     "check_labels",
     "classification_metrics",
+    "effective_batch_size",
     "l2_normalize",
     "linear_scores",
     "resolve_device",
@@ -123,7 +127,9 @@ class LinearProbe:
 
     mode: ProbeMode = "sgd"  #: ``sgd`` (protocol) or ``lbfgs`` (cheaper, not the protocol)
     epochs: int = DEFAULT_EPOCHS  #: SGD epochs
-    batch_size: int = DEFAULT_BATCH_SIZE  #: SGD minibatch size
+    batch_size: int = DEFAULT_BATCH_SIZE  #: SGD minibatch size (the protocol's, on large sets)
+    #: on small sets the batch shrinks to ``ceil(N / min_steps_per_epoch)`` (1: never)
+    min_steps_per_epoch: int = DEFAULT_MIN_STEPS_PER_EPOCH
     momentum: float = DEFAULT_MOMENTUM  #: SGD momentum
     n_trials: int = DEFAULT_TRIALS  #: search trials (sgd)
     search_rounds: int = 1  #: batched search rounds; later ones narrow around the best
@@ -152,6 +158,7 @@ class LinearProbe:
         positive_ints = {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
+            "min_steps_per_epoch": self.min_steps_per_epoch,
             "n_trials": self.n_trials,
             "search_rounds": self.search_rounds,
         }
@@ -183,6 +190,10 @@ class LinearProbe:
             raise ProbeInputError(f"lbfgs_c_grid must hold values > 0, got {self.lbfgs_c_grid}")
         if int(self.seed) != self.seed or self.seed < 0:
             raise ProbeInputError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    def batch_size_for(self, n_samples: int) -> int:
+        """The SGD minibatch size on ``n_samples`` training samples (``min_steps_per_epoch``)."""
+        return effective_batch_size(n_samples, self.batch_size, self.min_steps_per_epoch)
 
     @property
     def searches(self) -> bool:
@@ -245,7 +256,7 @@ class LinearProbe:
                     [seed],
                     n_classes,
                     self.epochs,
-                    self.batch_size,
+                    self.batch_size_for(int(fit_idx.size)),
                     self.momentum,
                     self.memory_budget_mb,
                 )
@@ -314,7 +325,7 @@ class LinearProbe:
             list(seeds),
             n_classes,
             self.epochs,
-            self.batch_size,
+            self.batch_size_for(int(rows.shape[1])),
             self.momentum,
             self.memory_budget_mb,
         )

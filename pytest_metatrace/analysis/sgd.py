@@ -75,6 +75,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",
     "DEFAULT_LBFGS_C_GRID",
+    "DEFAULT_MIN_STEPS_PER_EPOCH",
     "DEFAULT_MOMENTUM",
     "DEFAULT_TRIALS",
     "LR_RANGE",
@@ -84,6 +85,7 @@ __all__ = [
     "ProbeMode",
     "check_features",
     "check_labels",
+    "effective_batch_size",
     "l2_normalize",
     "linear_scores",
     "resolve_device",
@@ -97,6 +99,12 @@ ProbeMode = Literal["sgd", "lbfgs"]
 DEFAULT_EPOCHS = 100
 #: Minibatch size (docs/protocol.md §4).
 DEFAULT_BATCH_SIZE = 1024
+#: Fewest SGD steps per epoch on small training sets (docs/protocol.md §4, small data).
+#: With batch 1024, a set of fewer than 1024 images takes ONE step per epoch,
+#: 100 steps in all, and the probe under-trains (issue 8, item 16); the batch
+#: then shrinks to ``ceil(N / 8)`` so every epoch takes 8 steps. Sets of 8192
+#: or more images keep the protocol's batch of 1024 exactly.
+DEFAULT_MIN_STEPS_PER_EPOCH = 8
 #: SGD momentum (docs/protocol.md §4).
 DEFAULT_MOMENTUM = 0.9
 #: Trials of the hyper-parameter search (the paper's TPE budget).
@@ -295,6 +303,23 @@ def _draw_init(rng: np.random.Generator, dim: int, n_classes: int) -> tuple[np.n
     weight = rng.uniform(-bound, bound, size=(n_classes, dim)).astype(np.float32)
     bias = rng.uniform(-bound, bound, size=n_classes).astype(np.float32)
     return weight, bias
+
+
+def effective_batch_size(n_samples: int, batch_size: int, min_steps_per_epoch: int) -> int:
+    """The minibatch size SGD uses on ``n_samples`` training samples.
+
+    ``min(batch_size, ceil(n_samples / min_steps_per_epoch))``, at least 1:
+    the protocol's ``batch_size`` wherever ``n_samples >= batch_size *
+    min_steps_per_epoch``, smaller on small sets so that every epoch takes
+    at least ``min_steps_per_epoch`` steps. ``min_steps_per_epoch=1`` is the
+    protocol's batch everywhere.
+    """
+    if n_samples < 1 or batch_size < 1 or min_steps_per_epoch < 1:
+        raise ProbeInputError(
+            f"need n_samples, batch_size and min_steps_per_epoch >= 1, got "
+            f"{n_samples}, {batch_size}, {min_steps_per_epoch}"
+        )
+    return max(1, min(batch_size, -(-n_samples // min_steps_per_epoch)))
 
 
 def _cosine_factor(epoch: int, epochs: int) -> float:

@@ -27,6 +27,7 @@ import pytest
 from pytest_metatrace.analysis.retrieval import CrossCameraRetrieval
 from pytest_metatrace.audits._retrieval_support import failure_gallery, load_pairs_for, pairs_view
 from pytest_metatrace.data.pairs import PairedDataset
+from pytest_metatrace.gate_keys import builtin_gate_keys
 
 if TYPE_CHECKING:
     from pytest_metatrace.embeddings import Embeddings
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from pytest_metatrace.fixtures import Recorder
 
 PROTOCOLS = ("whole", "crop")
+#: The gate keys this audit produces (thresholds for other keys are usage errors).
+pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("retrieval"))
 
 
 @pytest.fixture(scope="session")

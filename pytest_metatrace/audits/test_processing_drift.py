@@ -14,9 +14,13 @@ import pytest
 
 from pytest_metatrace import Dataset, Embeddings, Encoder, Recorder, processing_drift
 from pytest_metatrace.analysis.drift import REFERENCE
+from pytest_metatrace.gate_keys import builtin_gate_keys
 from pytest_metatrace.processing import list_processing
 
-__all__ = ["test_processing_drift"]
+__all__ = ["pytestmark", "test_processing_drift"]
+
+#: The gate keys this audit produces (thresholds for other keys are usage errors).
+pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("drift"))
 
 
 @pytest.mark.parametrize("processing", [p for p in list_processing() if p != REFERENCE])

@@ -26,8 +26,12 @@ from pytest_metatrace import (
     Settings,
     processing_probe,
 )
+from pytest_metatrace.gate_keys import builtin_gate_keys
 
-__all__ = ["test_processing_trace"]
+__all__ = ["pytestmark", "test_processing_trace"]
+
+#: The gate keys this audit produces (thresholds for other keys are usage errors).
+pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("probe"))
 
 
 @pytest.mark.parametrize("group", list(PARAMETER_GROUPS))

@@ -27,8 +27,12 @@ from pytest_metatrace import (
     semantic_influence,
 )
 from pytest_metatrace.analysis.semantic import GAPS
+from pytest_metatrace.gate_keys import builtin_gate_keys
 
-__all__ = ["test_semantic_influence"]
+__all__ = ["pytestmark", "test_semantic_influence"]
+
+#: The gate keys this audit produces (thresholds for other keys are usage errors).
+pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("knn"))
 
 
 @pytest.mark.parametrize("group", list(PARAMETER_GROUPS))

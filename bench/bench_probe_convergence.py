@@ -1,0 +1,70 @@
+"""Benchmark: does the protocol probe converge on small sets? (issue 8, item 16)
+
+Run as a pytest module with the plugin's fixtures (the encoder, the data and
+the embedding cache of the audits), one test per parameter group:
+
+    pytest bench/bench_probe_convergence.py -p no:randomly -s \\
+        --metatrace-cache-dir=/tmp/cache [--metatrace-data=city100]
+
+For every group it trains, on the SAME training draws (10 seeds) and the
+SAME validation split, three probes and scores them on the same test set:
+
+- ``protocol_1024``: the protocol's SGD with batch 1024 everywhere
+  (``min_steps_per_epoch=1``, the probe before issue 8);
+- ``protocol``: the probe as the audits run it now (batch
+  ``min(1024, ceil(N / 8))``);
+- ``lbfgs``: scikit-learn's L-BFGS logistic regression run to convergence,
+  ``C`` tuned on the same validation split (the reference).
+
+It prints one line per group and, with ``METATRACE_BENCH_JSON=path``, appends
+one JSON line per group (top-1 and wall time of each probe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from pytest_metatrace import PARAMETER_GROUPS, Dataset, Embeddings, Settings
+from pytest_metatrace.analysis.probe import LinearProbe
+from pytest_metatrace.analysis.processing_probe import run_processing_probe
+
+
+@pytest.mark.parametrize("group", list(PARAMETER_GROUPS))
+def test_probe_convergence(
+    metatrace_dataset: Dataset,
+    metatrace_embeddings: Embeddings,
+    metatrace_settings: Settings,
+    group: str,
+) -> None:
+    classes = list(PARAMETER_GROUPS[group].classes)
+    train = metatrace_embeddings.many(metatrace_dataset, "train", classes)
+    test = metatrace_embeddings.many(metatrace_dataset, "test", classes)
+    probes = {
+        "protocol_1024": LinearProbe(min_steps_per_epoch=1, device="cpu"),
+        "protocol": LinearProbe(device="cpu"),
+        "lbfgs": LinearProbe(mode="lbfgs", device="cpu"),
+    }
+    row: dict[str, object] = {"dataset": metatrace_dataset.id, "group": group}
+    for name, probe in probes.items():
+        start = time.perf_counter()
+        result = run_processing_probe(
+            {c: train[c] for c in classes},
+            {c: test[c] for c in classes},
+            classes,
+            probe=probe,
+            seeds=metatrace_settings.probe_seeds,
+            base_seed=metatrace_settings.seed,
+        )
+        row[name] = round(float(result.top1_mean), 4)
+        row[f"{name}_s"] = round(time.perf_counter() - start, 2)
+        row[f"{name}_params"] = result.hyperparameters
+    row["n_train"] = int(next(iter(train.values())).shape[0])
+    print(json.dumps(row))
+    out = os.environ.get("METATRACE_BENCH_JSON")
+    if out:
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")

@@ -1,0 +1,273 @@
+"""Fault injection, gates: thresholds that would be ignored or could never fail (issue 8, 1-2).
+
+A typo in a threshold key used to leave the default in force, and a
+threshold of 1.5, ``inf`` or ``nan`` for an accuracy used to pass every
+encoder. Both are usage errors at start now (exit status 4), named with the
+source (command line, ini line, marker) and the fix, before any audit runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# pytester's in-process runs drop every module a run imported (numpy cannot be
+# imported twice in one process): import the audits up front.
+from pytest_metatrace.audits import test_processing_traces, test_semantic_influence
+from pytest_metatrace.gate_keys import (
+    builtin_gate_keys,
+    check_threshold_keys,
+    check_threshold_value,
+    patterns_overlap,
+)
+from pytest_metatrace.gating import ThresholdError, parse_threshold, parse_threshold_lines
+
+PLAIN = "def test_a():\n    pass\n"
+
+USER_AUDIT = """
+import pytest
+from pytest_metatrace import Record
+
+pytestmark = pytest.mark.metatrace_gates("mycheck.accuracy", "mycheck.gap.*")
+
+def test_mine(metatrace_record):
+    record = Record(audit="mine", encoder="e", dataset="d", metric="accuracy", value=0.5,
+                    unit="fraction")
+    metatrace_record.gate(record, "mycheck.accuracy", what="my check")
+    metatrace_record.assert_gates()
+"""
+
+UNDECLARED_AUDIT = USER_AUDIT.replace(
+    'pytestmark = pytest.mark.metatrace_gates("mycheck.accuracy", "mycheck.gap.*")\n', ""
+)
+
+
+def _usage_error(result: pytest.RunResult) -> str:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    assert "Traceback" not in err
+    return err
+
+
+def _check_line(item: str) -> None:
+    for key, spec in parse_threshold_lines([item], "--metatrace-threshold").items():
+        check_threshold_value(key, spec, "command line")
+
+
+# ---------------------------------------------------------------- unknown keys
+
+
+def test_typo_on_the_command_line_is_a_usage_error_with_did_you_mean(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(PLAIN)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "prob.sharpening=0.1"
+    )
+    err = _usage_error(result)
+    assert "--metatrace-threshold prob.sharpening=0.1: 'prob.sharpening' matches no gate key" in err
+    assert "Did you mean 'probe.sharpening'" in err
+    assert "probe.interpolation" in err and "retrieval.margin_gap" in err  # the known keys
+
+
+def test_typo_in_an_ini_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nmetatrace_threshold =\n    probe.jpeg = 0.5\n    knn.*.pos_same_gp = 0.1\n"
+    )
+    pytester.makepyfile(PLAIN)
+    err = _usage_error(pytester.runpytest("-p", "no:cacheprovider"))
+    assert "ini line `knn.*.pos_same_gp = 0.1` under metatrace_threshold" in err
+    assert "matches no gate key" in err
+
+
+def test_typo_in_a_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import pytest\n"
+        "@pytest.mark.metatrace_threshold({'probe.jpg': 0.5})\n"
+        "def test_a():\n    pass\n"
+    )
+    err = _usage_error(pytester.runpytest("-p", "no:cacheprovider"))
+    assert "'probe.jpg' matches no gate key" in err and "Did you mean 'probe.jpeg'" in err
+
+
+def test_typo_in_a_baseline_tolerance_key_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PLAIN)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-baseline-tolerance", "prob.*=0.01"
+    )
+    err = _usage_error(result)
+    assert "--metatrace-baseline-tolerance" in err and "'prob.*' matches no gate key" in err
+
+
+@pytest.mark.parametrize(
+    "key", ["probe.*", "knn.*.pos_same_gap", "drift.jpeg75_420", "retrieval.recall_gap", "*"]
+)
+def test_known_keys_and_wildcards_are_accepted(key: str) -> None:
+    check_threshold_keys([("ini", {key: parse_threshold("0.5")})], builtin_gate_keys())
+
+
+def test_a_known_wildcard_runs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PLAIN)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-threshold", "knn.*=0.1")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_wildcard_matching_no_key_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(PLAIN)
+    err = _usage_error(
+        pytester.runpytest("-p", "no:cacheprovider", "--metatrace-threshold", "probes.*=0.5")
+    )
+    assert "'probes.*' matches no gate key" in err
+
+
+def test_user_audit_declares_its_keys(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USER_AUDIT)
+    ok = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "mycheck.accuracy=0.4"
+    )
+    ok.assert_outcomes(failed=1)  # 0.5 above 0.4, no interval: the gate applies
+    assert "mycheck.accuracy: the my check of e on d is significantly above" in ok.stdout.str()
+    wild = pytester.runpytest("-p", "no:cacheprovider", "--metatrace-threshold", "mycheck.*=0.6")
+    wild.assert_outcomes(passed=1)
+    err = _usage_error(
+        pytester.runpytest("-p", "no:cacheprovider", "--metatrace-threshold", "mychek.accuracy=0.4")
+    )
+    assert "Did you mean 'mycheck.accuracy'" in err
+
+
+def test_keys_of_a_test_deselected_by_k_stay_known(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USER_AUDIT + "\ndef test_other():\n    pass\n")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-k", "other", "--metatrace-threshold", "mycheck.gap.x=0.1"
+    )
+    result.assert_outcomes(passed=1, deselected=1)
+
+
+def test_an_audit_without_declared_keys_keeps_every_key_usable(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(UNDECLARED_AUDIT)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "mycheck.accuracy=0.6"
+    )
+    result.assert_outcomes(passed=1)  # the key was used, not refused
+    bad_value = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "mycheck.accuracy=nan"
+    )
+    assert "must be a finite number" in _usage_error(bad_value)  # values are still checked
+
+
+def test_builtin_audits_declare_the_keys_they_gate() -> None:
+    assert test_semantic_influence.pytestmark.name == "metatrace_gates"
+    assert test_semantic_influence.pytestmark.args == builtin_gate_keys("knn")
+    assert test_processing_traces.pytestmark.args == (
+        "probe.jpeg",
+        "probe.sharpening",
+        "probe.resizing",
+        "probe.interpolation",
+    )
+    assert "knn.interpolation.neg_same_gap" in test_semantic_influence.pytestmark.args
+    assert "drift.jpeg75_420" in builtin_gate_keys("drift")
+
+
+# ---------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("probe.jpeg=1.5", "1.5 is outside the range of this key"),
+        ("probe.jpeg=150%", "1.5 is outside the range of this key"),
+        ("probe.jpeg=inf", "must be a finite number, got 'inf'"),
+        ("probe.*=nan", "must be a finite number, got 'nan'"),
+        ("probe.jpeg=chance+1.5", "a gain over chance must lie between -1 and 1"),
+        ("drift.jpeg75_420=2.5", "drift.* is a cosine distance"),
+        ("knn.jpeg.pos_same_gap=-1.5", "knn.* is a gap between two accuracies"),
+        ("knn.*.pos_same_gap=chance+0.1", "chance+X applies to accuracies (probe.*) only"),
+        ("probe.jpeg=abc", "cannot read threshold 'abc'"),
+        ("probe.jpeg=chance+abc", "cannot read threshold 'chance+abc'"),
+        ("probe.jpeg", "must be KEY=VALUE"),
+    ],
+)
+def test_bad_threshold_values_are_refused(item: str, message: str) -> None:
+    with pytest.raises(ThresholdError) as info:
+        _check_line(item)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("probe.jpeg=150%", "--metatrace-threshold probe.jpeg=150%: 1.5 is outside the range"),
+        ("probe.jpeg=nan", "must be a finite number, got 'nan'"),
+        ("probe.jpeg=chance+abc", "cannot read threshold 'chance+abc'"),
+        ("probe.jpeg", "must be KEY=VALUE"),
+    ],
+)
+def test_bad_threshold_values_are_usage_errors_at_start(
+    pytester: pytest.Pytester, item: str, message: str
+) -> None:
+    pytester.makepyfile(PLAIN)
+    err = _usage_error(pytester.runpytest("-p", "no:cacheprovider", "--metatrace-threshold", item))
+    assert message in err
+
+
+def test_bad_marker_value_is_a_usage_error_before_any_test_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        "import pytest\n"
+        "@pytest.mark.metatrace_threshold({'probe.jpeg': 'inf'})\n"
+        "def test_a():\n    pass\n"
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert "must be a finite number" in _usage_error(result)
+    assert "test_a PASSED" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "drift.jpeg75_420=1.5",
+        "knn.jpeg.neg_same_gap=-0.2",
+        "retrieval.margin_gap=1.5",
+        "probe.*=chance+30%",
+        "probe.jpeg=100%",
+    ],
+)
+def test_values_in_each_kinds_range_are_accepted(item: str) -> None:
+    _check_line(item)
+
+
+# ---------------------------------------------------------------- the pure functions
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "overlap"),
+    [
+        ("probe.jpeg", "probe.*", True),
+        ("probe.*", "probe.jpeg", True),
+        ("probe.*", "probe.j*", True),
+        ("knn.*.pos_same_gap", "knn.jpeg.pos_same_gap", True),
+        ("prob.*", "probe.jpeg", False),
+        ("probe.jpg", "probe.jpeg", False),
+        ("drift.*", "probe.*", False),
+    ],
+)
+def test_patterns_overlap(a: str, b: str, overlap: bool) -> None:
+    assert patterns_overlap(a, b) is overlap
+
+
+def test_unknown_key_message_lists_close_matches_and_the_marker() -> None:
+    with pytest.raises(ThresholdError) as info:
+        check_threshold_keys(
+            [("ini", {"probe.interpolaton": parse_threshold("0.4")})], builtin_gate_keys()
+        )
+    msg = str(info.value)
+    assert "Did you mean 'probe.interpolation'?" in msg
+    assert "@pytest.mark.metatrace_gates('KEY', ...)" in msg
+
+
+def test_user_keys_need_only_a_finite_value() -> None:
+    check_threshold_value("mycheck.score", parse_threshold("42"), "ini")
+    with pytest.raises(ThresholdError, match="finite"):
+        check_threshold_value("mycheck.score", parse_threshold("-inf"), "ini")
