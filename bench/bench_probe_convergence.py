@@ -17,7 +17,8 @@ SAME validation split, three probes and scores them on the same test set:
   ``C`` tuned on the same validation split (the reference).
 
 It prints one line per group and, with ``METATRACE_BENCH_JSON=path``, appends
-one JSON line per group (top-1 and wall time of each probe).
+one JSON line per group (top-1 and wall time of each probe);
+``METATRACE_BENCH_STEPS=4,16`` adds probes with other ``min_steps_per_epoch``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def test_probe_convergence(
         "protocol": LinearProbe(device="cpu"),
         "lbfgs": LinearProbe(mode="lbfgs", device="cpu"),
     }
+    for steps in os.environ.get("METATRACE_BENCH_STEPS", "").split(","):
+        if steps.strip():  # other small-data rules to compare, e.g. "4,16"
+            probes[f"steps_{steps.strip()}"] = LinearProbe(
+                min_steps_per_epoch=int(steps), device="cpu"
+            )
     row: dict[str, object] = {"dataset": metatrace_dataset.id, "group": group}
     for name, probe in probes.items():
         start = time.perf_counter()

@@ -271,3 +271,37 @@ def test_user_keys_need_only_a_finite_value() -> None:
     check_threshold_value("mycheck.score", parse_threshold("42"), "ini")
     with pytest.raises(ThresholdError, match="finite"):
         check_threshold_value("mycheck.score", parse_threshold("-inf"), "ini")
+
+
+# ---------------------------------------------------------------- one semantic class (item 4)
+
+
+def test_knn_refuses_a_single_class_training_set() -> None:
+    import numpy as np
+
+    from pytest_metatrace.analysis.knn import KnnInfluence, KnnInputError
+
+    rng = np.random.default_rng(0)
+    train = {c: rng.normal(size=(6, 4)) for c in ("a", "b")}
+    test = {c: rng.normal(size=(3, 4)) for c in ("a", "b")}
+    with pytest.raises(KnnInputError, match=r"one semantic class \('cat'\).*at least two"):
+        KnnInfluence(k=3, device="cpu").evaluate(train, ["cat"] * 6, test, ["cat"] * 3, ["a", "b"])
+    # two classes: measured (the same data, one label changed)
+    result = KnnInfluence(k=3, device="cpu").evaluate(
+        train, ["cat"] * 5 + ["dog"], test, ["cat"] * 3, ["a", "b"]
+    )
+    assert result.n_train == 6
+
+
+def test_one_class_dataset_fails_the_knn_audit_never_passes(pytester: pytest.Pytester) -> None:
+    from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
+
+    pytester.makeconftest(TINY_CONFTEST)
+    make_tiny_dataset(pytester.path / "one", classes=1, per_class=8)
+    copy_audits(pytester.path, ("test_semantic_influence.py",))
+    result = pytester.runpytest(*FAST, "--metatrace-data=one", "audits", "-k", "jpeg")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "cannot run the kNN semantic-influence audit on one: the training set holds one " in out
+    assert "semantic class ('class0')" in out and "at least two semantic classes" in out
+    assert "Traceback" not in out

@@ -58,10 +58,12 @@ from pytest_metatrace.analysis.knn_engine import (
     SETUPS,
     UNIFORM_DRAW,
     Embeddings,
+    KnnInputError,
     Labels,
     _chunk_rows,
     _prepare,
     _score,
+    check_semantic_classes,
     majority_vote,
     resolve_device,
     topk_neighbors,
@@ -85,6 +87,7 @@ __all__ = [
     "UNIFORM_DRAW",
     "KnnInfluence",
     "KnnInfluenceResult",
+    "KnnInputError",
     "SetupAccuracy",
     "majority_vote",
     "resolve_device",
@@ -290,10 +293,12 @@ class KnnInfluence:
         ``test[c]`` / ``test_labels`` likewise for the test images; ``classes``:
         the K >= 2 processing classes of the group, the order of every K axis
         and of the ``uniform`` draw. Test labels absent from the training set
-        are allowed and always misclassified.
+        are allowed and always misclassified. Raises :class:`KnnInputError`
+        when the training set holds fewer than two semantic classes.
         """
         start = time.perf_counter()
         self._check_params()
+        check_semantic_classes(train_labels)
         device = resolve_device(self.device)
         k = int(self.k)
         data = _prepare(train, train_labels, test, test_labels, classes, device, k)

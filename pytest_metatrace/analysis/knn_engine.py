@@ -25,11 +25,35 @@ __all__ = [
     "PAIR_SETUPS",
     "SETUPS",
     "UNIFORM_DRAW",
+    "KnnInputError",
+    "check_semantic_classes",
     "majority_vote",
     "resolve_device",
     "topk_neighbors",
     "uniform_draw",
 ]
+
+
+class KnnInputError(ValueError):
+    """Data on which the kNN semantic-influence audit cannot measure anything (e.g. one class)."""
+
+
+def check_semantic_classes(train_labels: Labels) -> None:
+    """Refuse a training set with fewer than two semantic classes (issue 8, item 4).
+
+    With one class every database votes it: accuracy 1.0 and every gap 0
+    whatever the embeddings hold, a gate that passes without measuring.
+    """
+    values = sorted({str(v) for v in np.asarray(train_labels).reshape(-1).tolist()})
+    if len(values) < 2:
+        found = f"one semantic class ({values[0]!r})" if values else "no semantic labels"
+        raise KnnInputError(
+            f"the training set holds {found}: every kNN database would vote it, so accuracy "
+            "would be 1.0 and every gap 0 whatever the encoder does. The kNN semantic-"
+            "influence audit needs at least two semantic classes: use a dataset with two or "
+            "more class folders (or label values in the manifest)"
+        )
+
 
 #: The five training databases of docs/protocol.md §5, in the paper's order.
 SETUPS: tuple[str, ...] = ("all_same", "all_diff", "pos_same", "neg_same", "uniform")

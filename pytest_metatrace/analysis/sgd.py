@@ -422,12 +422,14 @@ def _train_block(
             # torch.optim.SGD: weight decay joins the gradient of every
             # parameter (bias too), then momentum (dampening 0, first step
             # buf = g, the same as 0.9 * 0 + g), then p -= lr * buf.
-            grad_w += weight * wd_w
-            grad_b += bias * wd_b
+            # In place (addcmul_): on small minibatches these passes over the
+            # weights, not the products, set the time per step.
+            grad_w.addcmul_(weight, wd_w)
+            grad_b.addcmul_(bias, wd_b)
             buf_w.mul_(momentum).add_(grad_w)
             buf_b.mul_(momentum).add_(grad_b)
-            weight -= buf_w * lr_w
-            bias -= buf_b * lr_b
+            weight.addcmul_(buf_w, lr_w, value=-1.0)
+            bias.addcmul_(buf_b, lr_b, value=-1.0)
     # Back to (S, T, D, C): per trial, the transpose of nn.Linear.weight.
     if not wide:
         weight = weight.transpose(1, 2)
