@@ -137,6 +137,7 @@ class Dataset:
     group_column: str | None = None  #: name of the group key column, if any
     max_pixels: int = DEFAULT_MAX_PIXELS  #: decode limit used when checking the images
     ignored_files: int = 0  #: files without an image extension in a folder dataset
+    notes: dict[str, Any] = field(default_factory=dict)  #: kind-specific facts (EXIF counts)
 
     def __post_init__(self) -> None:
         self.items = sorted(self.items, key=lambda it: it.id)
@@ -280,6 +281,7 @@ class Dataset:
             "group_column": self.group_column,
             "max_pixels": self.max_pixels,
             "ignored_files": self.ignored_files,
+            "notes": dict(self.notes),
             "credits": [
                 {
                     "title": c.title,

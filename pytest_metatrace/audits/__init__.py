@@ -1,0 +1,1 @@
+"""The built-in audits, run with ``pytest --pyargs pytest_metatrace.audits``."""
