@@ -131,8 +131,10 @@ def acquisition_split(
     counts = Counter(lab for lab in labels if lab is not None)
     kept = sorted(c for c, n in counts.items() if n >= min_per_class)
     dropped = {c: n for c, n in sorted(counts.items()) if n < min_per_class}
+    if not counts:
+        raise TargetUnavailable("no image has a value for it")
     if len(kept) < 2:
-        have = ", ".join(f"{c} ({n})" for c, n in counts.most_common(5)) or "no labelled images"
+        have = ", ".join(f"{c} ({n})" for c, n in counts.most_common(5))
         raise TargetUnavailable(
             f"{len(kept)} class(es) with at least {min_per_class} images (needs 2; found "
             f"{have}); lower --metatrace-min-per-class or add photos"
@@ -343,10 +345,20 @@ def plan_targets(
     groups = [it.group for it in items]
     splits: dict[str, AcquisitionSplit] = {}
     unavailable: dict[str, str] = {}
+    partitions: dict[tuple[int, ...], str] = {}
     for target in TARGETS:
+        labels = target_labels(items, target)
+        partition = _partition(labels)
+        if partition in partitions:
+            # e.g. City100: make, model and smartphone split the photos identically.
+            unavailable[target] = (
+                f"its classes split these images exactly as {partitions[partition]!r} "
+                "does, so its probe would repeat that result"
+            )
+            continue
         try:
             splits[target] = acquisition_split(
-                target_labels(items, target),
+                labels,
                 groups,
                 target=target,
                 min_per_class=min_per_class,
@@ -355,4 +367,12 @@ def plan_targets(
             )
         except TargetUnavailable as exc:
             unavailable[target] = str(exc)
+            continue
+        partitions[partition] = target
     return TargetPlan(splits, unavailable, group_column, len(items))
+
+
+def _partition(labels: Sequence[str | None]) -> tuple[int, ...]:
+    """Labels renamed by order of first appearance: equal tuples = the same partition."""
+    names: dict[str | None, int] = {None: -1}
+    return tuple(names.setdefault(lab, len(names) - 1) for lab in labels)

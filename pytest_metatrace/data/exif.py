@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -77,6 +78,7 @@ _MAKE_ALIASES: Mapping[str, str] = {
     "asahi optical": "Pentax",
     "ricoh": "Ricoh",
     "ricoh imaging": "Ricoh",
+    "pentax ricoh": "Ricoh",
     "eastman kodak": "Kodak",
     "kodak": "Kodak",
     "leica": "Leica",
@@ -325,6 +327,10 @@ def rational(value: Any) -> float | None:
     return number
 
 
+#: Longer "exposures" are corrupt values (e.g. 2**32 - 1), treated as missing.
+MAX_EXPOSURE_S = 3600.0
+
+
 def format_exposure(seconds: float) -> str:
     """``0.004`` -> ``1/250``; one second and longer as decimal seconds (``2``, ``1.3``)."""
     if seconds >= 1.0 - 1e-9:
@@ -407,16 +413,22 @@ def read_exif(path: str | Path, table: SmartphoneTable | None = None) -> ExifRec
 
     table = table or SmartphoneTable()
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings(record=True) as caught, Image.open(path) as img:
+            # Pillow warns ("Corrupt EXIF data") instead of raising on a broken block.
+            warnings.simplefilter("always")
             exif = img.getexif()
             sub = exif.get_ifd(_EXIF_IFD) if _EXIF_IFD in exif else {}
             tags = dict(exif)
             tags.update(sub)
+            has_block = "exif" in img.info
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError, TypeError, KeyError) as exc:
         # Pillow raises these on truncated or corrupt EXIF blocks.
         return ExifRecord(str(path), f"unreadable exif: {type(exc).__name__}: {exc}")
     tags.pop(_EXIF_IFD, None)
     if not tags:
+        if has_block:
+            reason = str(caught[0].message).strip() if caught else "the EXIF block cannot be parsed"
+            return ExifRecord(str(path), f"unreadable exif: {reason}")
         return ExifRecord(str(path), "no exif")
     raw = {f"0x{k:04x}": repr(v)[:80] for k, v in tags.items() if k in _READ_TAGS}
     make = normalize_make(tags.get(_MAKE))
@@ -432,7 +444,7 @@ def read_exif(path: str | Path, table: SmartphoneTable | None = None) -> ExifRec
         make=make,
         model=model,
         smartphone=table.lookup(make, model),
-        exposure=format_exposure(exposure) if exposure else None,
+        exposure=format_exposure(exposure) if exposure and exposure <= MAX_EXPOSURE_S else None,
         aperture=format_aperture(f_number) if f_number else None,
         iso=_iso(tags.get(_ISO)),
         focal_length=format_focal_length(focal) if focal else None,
