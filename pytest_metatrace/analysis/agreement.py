@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,8 +74,8 @@ class NeighbourAgreement:
     intervals: list[Interval]  #: bootstrap interval per k
     chance: float  #: share expected from label frequencies (query excluded)
     mask_ratio: float | None  #: None: unmasked embeddings (Table 2)
-    query_ids: list[str]  #: the queries
-    query_shares: list[float]  #: each query's share at ``ks[0]``
+    query_ids: list[str] = field(default_factory=list)  #: the queries (not in record details)
+    query_shares: list[float] = field(default_factory=list)  #: each query's share at ``ks[0]``
 
     @property
     def gain(self) -> float:

@@ -659,3 +659,4 @@ register_section(
     context=semantic_context,
     order=30,
 )
+from . import section_acquisition  # noqa: E402, F401  (registers the acquisition sections)
