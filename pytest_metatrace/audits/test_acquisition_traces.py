@@ -65,8 +65,12 @@ def acquisition_dataset(pytestconfig, metatrace_settings):
         pytest.fail(f"cannot load the acquisition data: {exc}", pytrace=False)
     state.datasets[dataset.id] = dataset.describe()
     if dataset.skipped:
-        names = "; ".join(f"{s.path}: {s.reason}" for s in dataset.skipped)
-        make_progress(pytestconfig).write(f"metatrace: {dataset.id}: skipped {names}")
+        names = "; ".join(f"{s.path}: {s.reason}" for s in dataset.skipped[:10])
+        more = len(dataset.skipped) - 10
+        names += f" (and {more} more, listed in the report)" if more > 0 else ""
+        make_progress(pytestconfig).write(
+            f"metatrace: {dataset.id}: skipped {len(dataset.skipped)} photo(s): {names}"
+        )
     return dataset
 
 
