@@ -280,7 +280,8 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "choice": "agreement: cosine on unmasked embeddings, query excluded, equal "
             "similarities ranked by lower index, chance = mean over queries of (n_c - 1)/(N - 1); "
             "sweep ratios 0, 0.5, 0.75, 0.9, 0.95, 1; semantic kNN on the sweep set's split, "
-            "tied votes to the lowest label index (research code rule)",
+            "tied votes to the lowest label index (research code rule); the sweep's probes search "
+            "a sixth of the probe trials (the audit's own probe searches all of them)",
             "reason": "PROTOCOL sections 3 and 7 (paper Table 2, Fig. 5)",
         },
         {
