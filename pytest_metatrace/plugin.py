@@ -299,6 +299,35 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "path to equal the naive construction exactly",
         },
         {
+            "topic": "Acquisition probes",
+            "choice": f"classes with at least {opts['min-per-class']} images; "
+            f"{opts['test-per-class'] or 'a quarter of the smallest class'} test images per "
+            "class, whole groups at a time in a seeded order, surplus test images dropped (not "
+            "moved to training); the rest undersampled to the minority class; hyper-parameters "
+            "tuned on the probe's stratified 20% validation share of the training side; a target "
+            "whose classes split the images exactly like an earlier one is listed, not re-run",
+            "reason": "PROTOCOL section 4 at a user's scale (paper: 5,000 / 500 / 200); groups "
+            "(photographer, owner, scene) never on both sides",
+        },
+        {
+            "topic": "Acquisition data",
+            "choice": "City100 labels from the device folder; EXIF folders: group = first "
+            "sub-folder; smartphone from the built-in make / model table unless "
+            "--metatrace-smartphone-table overrides it; city100-samesize = Nikon photos "
+            "downscaled to 840x600 with Pillow LANCZOS before the encoder",
+            "reason": "City100 ships without EXIF; the resize control separates a device trace "
+            "from the encoder's different resize of the two native sizes",
+        },
+        {
+            "topic": "Neighbour agreement and mask sweep",
+            "choice": "agreement: cosine on unmasked embeddings, query excluded, equal "
+            "similarities ranked by lower index, chance = mean over queries of (n_c - 1)/(N - 1); "
+            "sweep ratios 0, 0.5, 0.75, 0.9, 0.95, 1; semantic kNN on the sweep set's split, "
+            "tied votes to the lowest label index (research code rule); the sweep's probes search "
+            "a sixth of the probe trials (the audit's own probe searches all of them)",
+            "reason": "PROTOCOL sections 3 and 7 (paper Table 2, Fig. 5)",
+        },
+        {
             "topic": "Confidence intervals and gates",
             "choice": "95% percentile bootstrap over test images (each image carries the mean of "
             "its scores over classes, pairs and seeds); a gate fails only when the lower end "

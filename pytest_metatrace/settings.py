@@ -57,6 +57,12 @@ class Settings:
     pairs: str  #: paired photos of the retrieval audit (``city100``, folder, CSV, ``hf:...``)
     pairs_camera: tuple[str, ...]  #: ``PATTERN=TYPE`` camera-type mapping of paired photos
     pairs_crop: float  #: area share kept by the harder retrieval protocol's centre crop
+    acquisition_data: str  #: data of the acquisition audit (``city100``, a manifest, ...)
+    exif_data: str | None  #: folder of camera/phone photos labelled by their EXIF
+    smartphone_table: str | None  #: CSV ``make,model,smartphone`` overriding the built-in table
+    min_per_class: int  #: acquisition probes keep classes with at least this many images
+    test_per_class: int  #: test images per class of acquisition probes (0: a quarter of the min)
+    sweep_data: str  #: labelled set of the mask sweep's semantic curve (``none`` skips it)
     malloc_tuning: bool  #: glibc malloc tuning in embedding processes (environment only)
     progress_interval: float  #: seconds between progress lines in a log (environment only)
     #: options of the table that have no field above (added by extensions), by dashed name
