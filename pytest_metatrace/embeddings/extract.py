@@ -34,11 +34,12 @@ from filelock import FileLock
 from pytest_metatrace.data.dataset import Dataset, FileSource, ImageItem
 from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS, UnusableImage, load_rgb
 from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
-from pytest_metatrace.embeddings.store import EmbeddingStore, View
+from pytest_metatrace.embeddings.interface import Store
+from pytest_metatrace.embeddings.store import View
 from pytest_metatrace.processing import get_processing
 from pytest_metatrace.progress import NullProgress, Progress
 
-__all__ = ["ExtractStats", "ExtractionError", "Extractor", "default_workers"]
+__all__ = ["ExtractStats", "ExtractionError", "Extractor", "default_workers", "embed_checked"]
 
 
 class ExtractionError(RuntimeError):
@@ -131,17 +132,34 @@ class _Work(torch.utils.data.Dataset[tuple[int, list[tuple[int, torch.Tensor]], 
         return index, out, time.perf_counter() - t0
 
 
+def embed_checked(encoder: Any, batch: torch.Tensor) -> np.ndarray:
+    """``encoder.embed(batch)`` as float32 NumPy, refusing a wrong row count or non-finite rows."""
+    emb = encoder.embed(batch)
+    vectors: np.ndarray = emb.detach().to("cpu", torch.float32).numpy()
+    if vectors.shape[0] != batch.shape[0]:
+        raise ExtractionError(
+            f"encoder {encoder.id} returned {vectors.shape[0]} embeddings for a batch "
+            f"of {batch.shape[0]} images; its forward must return one row per image"
+        )
+    if not np.isfinite(vectors).all():
+        raise ExtractionError(
+            f"encoder {encoder.id} produced NaN or infinite embeddings "
+            f"(precision {encoder.precision}); try --metatrace-precision=fp32"
+        )
+    return vectors
+
+
 def _identity(sample: Any) -> Any:
     return sample
 
 
 class Extractor:
-    """Fill an :class:`EmbeddingStore` with the views of a dataset."""
+    """Fill a :class:`~pytest_metatrace.embeddings.interface.Store` with the views of a dataset."""
 
     def __init__(
         self,
         encoder: Any,
-        store: EmbeddingStore,
+        store: Store,
         *,
         lock_dir: Path,
         batch_size: int = 64,
@@ -204,6 +222,15 @@ class Extractor:
         self.progress.start(
             f"embedding {dataset.id} with {self.encoder.id} ({len(views)} views)", total
         )
+        try:
+            self._run(jobs, views, stats)
+        finally:
+            self.progress.finish()
+
+    def _run(
+        self, jobs: list[tuple[ImageItem, list[int]]], views: list[View], stats: ExtractStats
+    ) -> None:
+        """Embed ``jobs`` (image, missing view indices) in batches and store them."""
         work = _Work(jobs, views, self.encoder.preprocessor, self.max_pixels)
         loader = torch.utils.data.DataLoader(
             work,
@@ -232,27 +259,14 @@ class Extractor:
             if "ExtractionError" in str(exc):
                 raise ExtractionError(str(exc).strip().splitlines()[-1]) from None
             raise
-        finally:
-            self.progress.finish()
 
     def _flush(self, rows: Sequence[tuple[View, str, torch.Tensor]], stats: ExtractStats) -> None:
         batch = torch.stack([px for _, _, px in rows])
         if self.encoder.device.type == "cuda":
             batch = batch.pin_memory()
         t0 = time.perf_counter()
-        emb = self.encoder.embed(batch)
+        vectors = embed_checked(self.encoder, batch)
         stats.forward_s += time.perf_counter() - t0
-        vectors = emb.detach().to("cpu", torch.float32).numpy()
-        if vectors.shape[0] != len(rows):
-            raise ExtractionError(
-                f"encoder {self.encoder.id} returned {vectors.shape[0]} embeddings for a batch "
-                f"of {len(rows)} images; its forward must return one row per image"
-            )
-        if not np.isfinite(vectors).all():
-            raise ExtractionError(
-                f"encoder {self.encoder.id} produced NaN or infinite embeddings "
-                f"(precision {self.encoder.precision}); try --metatrace-precision=fp32"
-            )
         stats.computed += self.store.put_many(
             [(view, digest, vec) for (view, digest, _), vec in zip(rows, vectors, strict=False)]
         )

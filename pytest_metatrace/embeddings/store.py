@@ -144,12 +144,16 @@ class EmbeddingStore:
 
     def get(self, view: View, digests: Sequence[str]) -> np.ndarray:
         """Stacked float32 embeddings of ``digests`` under ``view``, in the given order."""
-        wanted = set(digests)
+        wanted = sorted(set(digests))
         found: dict[str, np.ndarray] = {}
-        for image, dim, blob in self._conn.execute(
-            "SELECT image, dim, vec FROM emb WHERE view = ?", (view.key,)
-        ):
-            if image in wanted:
+        # Only the split's rows, by primary key (chunks stay under SQLite's parameter limit).
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for image, dim, blob in self._conn.execute(
+                "SELECT image, dim, vec FROM emb WHERE view = ? AND image IN "
+                f"({','.join('?' * len(chunk))})",
+                (view.key, *chunk),
+            ):
                 found[image] = np.frombuffer(blob, dtype=np.float32, count=dim)
         absent = [d for d in digests if d not in found]
         if absent:
