@@ -12,8 +12,8 @@ encoder's kernels are deterministic for a batch. Then one Ray Data pipeline:
    the very code of the in-process path (:class:`~.extract._Work`);
 3. ``map_batches`` on an actor pool (one actor per GPU when the encoder runs
    on CUDA, else one per two cluster CPUs): each actor holds a copy of the
-   encoder (weights, preprocessing and precision travel with it) and runs the
-   forward pass with the in-process checks.
+   encoder (rebuilt from its spec, fingerprint checked) and runs the forward
+   pass with the in-process checks.
 
 A shared store (``--metatrace-store``) is written by the actors, one shard per
 batch; a batch whose shard exists is skipped before its forward pass, and a
@@ -240,9 +240,7 @@ class RayExtractor(Extractor):
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         ds = ds.map(
             _process,
-            # A CPU encoder's actor and the processing tasks share the cores anyway; the
-            # different CPU share also keeps Ray from fusing processing into the actor.
-            num_cpus=1.0 if gpus else 0.5,
+            num_cpus=1,
             fn_kwargs={
                 "views": views,
                 "preprocessor": self.encoder.preprocessor,
@@ -256,7 +254,10 @@ class RayExtractor(Extractor):
             compute=ray.data.ActorPoolStrategy(size=min(actors, len(rows))),
             fn_constructor_args=([encoder_ref], expect, views, shared, torch.get_num_threads()),
             num_gpus=gpus,
-            num_cpus=1,
+            # A CPU encoder's forward shares the cores with the processing tasks anyway; half
+            # a CPU lets several drivers' pools share a small cluster without starving the
+            # tasks, and the different share keeps Ray from fusing processing into the actor.
+            num_cpus=1 if gpus else 0.5,
         )
         try:
             for row in ds.iter_rows():
