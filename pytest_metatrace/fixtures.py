@@ -145,6 +145,8 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
     emb = state.embeddings.get(metatrace_encoder.id)
     if emb is None:
         workers = get_option(config, "workers")
+        if get_option(config, "store") is not None or get_option(config, "ray") is not None:
+            _check_ray_extra(get_option(config, "ray") is not None)
         emb = Embeddings(
             metatrace_encoder,
             cache_dir=cache_dir(config),
@@ -161,6 +163,19 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
         )
         state.embeddings[metatrace_encoder.id] = emb
     return emb
+
+
+def _check_ray_extra(need_ray: bool) -> None:
+    """Fail with the install command when --metatrace-store/--metatrace-ray lack their extra."""
+    import importlib.util
+
+    wanted = ["pyarrow", "fsspec", *(["ray"] if need_ray else [])]
+    missing = [m for m in wanted if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(
+            f"--metatrace-store / --metatrace-ray need {', '.join(missing)}: "
+            "pip install 'pytest-metatrace[ray]'"
+        )
 
 
 def _encoder_factory(config: pytest.Config, encoder: Encoder) -> Callable[[], Encoder] | None:
