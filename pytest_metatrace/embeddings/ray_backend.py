@@ -30,7 +30,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,8 +43,10 @@ from pytest_metatrace.embeddings.extract import (
     _Work,
     embed_checked,
 )
-from pytest_metatrace.embeddings.interface import Store
 from pytest_metatrace.embeddings.store import View
+
+if TYPE_CHECKING:
+    from pytest_metatrace.embeddings.sharded import ShardedStore
 
 __all__ = ["RayExtractor", "connect", "plan_batches"]
 
@@ -118,7 +120,7 @@ class _Embed:
         encoder_ref: list[Any],
         expect: tuple[str, str, str],
         views: list[View],
-        store: Store | None,
+        store: ShardedStore | None,
         threads: int,
     ) -> None:
         import ray
@@ -147,10 +149,10 @@ class _Embed:
             rows = [(self.views[vi], digest) for vi, digest in keys]
             t0 = time.perf_counter()
             computed, payload = 0, b""
-            if self.store is not None and self.store.has_shard(rows):  # type: ignore[attr-defined]
+            if self.store is not None and self.store.has_shard(rows):
                 forward = 0.0  # finished by an earlier or concurrent job: skip it
             else:
-                vectors = embed_checked(self.encoder, torch.from_numpy(np.asarray(pixels)))
+                vectors = embed_checked(self.encoder, torch.from_numpy(np.array(pixels)))
                 forward = time.perf_counter() - t0
                 if self.store is not None:
                     computed = self.store.put_many(
@@ -217,10 +219,12 @@ class RayExtractor(Extractor):
         import ray
         import ray.data
 
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the plugin's own progress line reports instead
         ctx.print_on_execution_start = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        if hasattr(ctx, "issue_detectors_config"):  # Ray >= 2.4x: memory hints to stderr
+            ctx.issue_detectors_config.detectors = []
         ctx.execution_options.preserve_order = False
         plans = plan_batches(jobs, self.batch_size)
         rows = []
