@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from pytest_metatrace.data.dataset import ImageItem
+from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
 from pytest_metatrace.embeddings.extract import (
     ExtractionError,
     Extractor,
@@ -140,6 +141,7 @@ class _Embed:
             # The in-process path's thread count: some CPU kernels split
             # reductions by thread, which changes float round-off.
             torch.set_num_threads(threads)
+            tune_malloc_for_inference()  # as the in-process Extractor does (2.4x on CPU)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out_meta: list[bytes] = []
