@@ -198,6 +198,22 @@ OPTIONS: tuple[Option, ...] = (
         env="METATRACE_CACHE_DIR",
     ),
     Option(
+        "store",
+        "shared embedding store: a directory or fsspec URL (s3://, gs://, a network file "
+        "system) holding content-addressed Parquet shards, safe for many writers on many "
+        "machines (needs the 'ray' extra); default: the local SQLite cache under the cache dir",
+        None,
+        metavar="URL",
+    ),
+    Option(
+        "ray",
+        "compute missing embeddings as a Ray Data job on this cluster: 'auto' joins a running "
+        "local cluster or starts one, an address joins that cluster (as ray.init does); "
+        "needs the 'ray' extra",
+        None,
+        metavar="ADDRESS",
+    ),
+    Option(
         "report",
         "where to write the HTML audit report (relative to the current directory, like "
         "--junitxml and --metatrace-json); 'none' to skip it",

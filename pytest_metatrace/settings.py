@@ -63,6 +63,8 @@ class Settings:
     min_per_class: int  #: acquisition probes keep classes with at least this many images
     test_per_class: int  #: test images per class of acquisition probes (0: a quarter of the min)
     sweep_data: str  #: labelled set of the mask sweep's semantic curve (``none`` skips it)
+    store: str | None  #: shared Parquet-shard embedding store URL (None: SQLite in the cache)
+    ray: str | None  #: Ray cluster address for extraction (``auto``), None: in process
     malloc_tuning: bool  #: glibc malloc tuning in embedding processes (environment only)
     progress_interval: float  #: seconds between progress lines in a log (environment only)
     #: options of the table that have no field above (added by extensions), by dashed name
