@@ -27,6 +27,7 @@ import json
 import os
 import time
 
+import numpy as np
 import pytest
 
 from pytest_metatrace import PARAMETER_GROUPS, Dataset, Embeddings, Settings
@@ -34,16 +35,7 @@ from pytest_metatrace.analysis.probe import LinearProbe
 from pytest_metatrace.analysis.processing_probe import run_processing_probe
 
 
-@pytest.mark.parametrize("group", list(PARAMETER_GROUPS))
-def test_probe_convergence(
-    metatrace_dataset: Dataset,
-    metatrace_embeddings: Embeddings,
-    metatrace_settings: Settings,
-    group: str,
-) -> None:
-    classes = list(PARAMETER_GROUPS[group].classes)
-    train = metatrace_embeddings.many(metatrace_dataset, "train", classes)
-    test = metatrace_embeddings.many(metatrace_dataset, "test", classes)
+def _probes() -> dict[str, LinearProbe]:
     probes = {
         "protocol_1024": LinearProbe(min_steps_per_epoch=1, device="cpu"),
         "protocol": LinearProbe(device="cpu"),
@@ -54,8 +46,31 @@ def test_probe_convergence(
             probes[f"steps_{steps.strip()}"] = LinearProbe(
                 min_steps_per_epoch=int(steps), device="cpu"
             )
+    return probes
+
+
+def _emit(row: dict[str, object]) -> None:
+    print(json.dumps(row))
+    out = os.environ.get("METATRACE_BENCH_JSON")
+    if out:
+        with open(out, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
+@pytest.mark.parametrize("group", list(PARAMETER_GROUPS))
+def test_probe_convergence(
+    metatrace_dataset: Dataset,
+    metatrace_embeddings: Embeddings,
+    metatrace_settings: Settings,
+    group: str,
+) -> None:
+    """Processing probes on the audits' data (default ``demo``)."""
+    classes = list(PARAMETER_GROUPS[group].classes)
+    train = metatrace_embeddings.many(metatrace_dataset, "train", classes)
+    test = metatrace_embeddings.many(metatrace_dataset, "test", classes)
     row: dict[str, object] = {"dataset": metatrace_dataset.id, "group": group}
-    for name, probe in probes.items():
+    for name, probe in _probes().items():
+        probe.seed = metatrace_settings.seed
         start = time.perf_counter()
         result = run_processing_probe(
             {c: train[c] for c in classes},
@@ -69,8 +84,47 @@ def test_probe_convergence(
         row[f"{name}_s"] = round(time.perf_counter() - start, 2)
         row[f"{name}_params"] = result.hyperparameters
     row["n_train"] = int(next(iter(train.values())).shape[0])
-    print(json.dumps(row))
-    out = os.environ.get("METATRACE_BENCH_JSON")
-    if out:
-        with open(out, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
+    _emit(row)
+
+
+def test_acquisition_probe_convergence(
+    pytestconfig: pytest.Config, metatrace_embeddings: Embeddings, metatrace_settings: Settings
+) -> None:
+    """The same comparison for the acquisition probe on the camera set (default ``city100``)."""
+    from pytest_metatrace.analysis.acquisition import plan_targets, run_acquisition_probe
+    from pytest_metatrace.analysis.acquisition_data import (
+        load_acquisition_dataset,
+        masked_features,
+    )
+    from pytest_metatrace.state import STATE_KEY, cache_dir, make_progress
+
+    settings = metatrace_settings
+    dataset = load_acquisition_dataset(
+        settings,
+        cache_dir=cache_dir(pytestconfig),
+        registry=pytestconfig.stash[STATE_KEY].dataset_registry(pytestconfig),
+        progress=make_progress(pytestconfig),
+    )
+    ratio = settings.mask_ratio
+    features = masked_features(metatrace_embeddings, dataset, {ratio})[ratio]
+    plan = plan_targets(
+        dataset.items,
+        group_column=dataset.group_column,
+        min_per_class=settings.min_per_class,
+        test_per_class=settings.test_per_class,
+        seed=settings.seed,
+    )
+    ids = [it.id for it in dataset.items]
+    for target, split in plan.splits.items():
+        row: dict[str, object] = {"dataset": dataset.id, "target": target}
+        for name, probe in _probes().items():
+            probe.seed = settings.seed
+            start = time.perf_counter()
+            result = run_acquisition_probe(
+                np.asarray(features), split, probe, ids=ids, mask_ratio=ratio, seed=settings.seed
+            )
+            row[name] = round(float(result.top1), 4)
+            row[f"{name}_s"] = round(time.perf_counter() - start, 2)
+            row[f"{name}_params"] = result.hyperparameters
+        row["n_train"] = len(split.train)
+        _emit(row)

@@ -22,7 +22,7 @@ import sqlite3
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 __all__ = ["CacheConnection", "CacheError", "CacheWarning", "connect", "retry_locked"]
@@ -74,7 +74,7 @@ class CacheConnection(sqlite3.Connection):
     read_only: bool = False  #: opened read-only: the cache folder cannot be written
 
 
-def read_only_message(path: Path, what: str) -> str:
+def read_only_message(path: PurePath, what: str) -> str:
     """The error text for a write a read-only cache cannot take."""
     return (
         f"the cache folder {path.parent} is read-only and lacks {what}; make it writable, "

@@ -10,7 +10,7 @@ happen inside the fixtures, never at plugin load.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -156,6 +156,8 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
     emb = state.embeddings.get(metatrace_encoder.id)
     if emb is None:
         workers = get_option(config, "workers")
+        if get_option(config, "store") is not None or get_option(config, "ray") is not None:
+            _check_ray_extra(get_option(config, "ray") is not None)
         emb = Embeddings(
             metatrace_encoder,
             cache_dir=cache_dir(config),
@@ -166,9 +168,45 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
             num_workers=None if workers < 0 else workers,
             max_pixels=get_option(config, "max-pixels"),
             progress=make_progress(config),
+            store_url=get_option(config, "store"),
+            ray_address=get_option(config, "ray"),
+            encoder_factory=_encoder_factory(config, metatrace_encoder),
         )
         state.embeddings[metatrace_encoder.id] = emb
     return emb
+
+
+def _check_ray_extra(need_ray: bool) -> None:
+    """Fail with the install command when --metatrace-store/--metatrace-ray lack their extra."""
+    import importlib.util
+
+    wanted = ["pyarrow", "fsspec", *(["ray"] if need_ray else [])]
+    missing = [m for m in wanted if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(
+            f"--metatrace-store / --metatrace-ray need {', '.join(missing)}: "
+            "pip install 'pytest-metatrace[ray]'"
+        )
+
+
+def _encoder_factory(config: pytest.Config, encoder: Encoder) -> Callable[[], Encoder] | None:
+    """How a Ray actor rebuilds ``encoder`` (same spec and options), or None without Ray."""
+    if get_option(config, "ray") is None:
+        return None
+    import functools
+
+    from pytest_metatrace.encoders import create_encoder
+
+    return functools.partial(
+        create_encoder,
+        encoder.spec,
+        device=encoder.device.type,
+        precision=encoder.precision,
+        memory_format=encoder.memory_format,
+        resize_policy=get_option(config, "resize-policy"),
+        registry=_state(config).encoder_registry(config),
+        cache_dir=cache_dir(config) / "weights",
+    )
 
 
 class Recorder:

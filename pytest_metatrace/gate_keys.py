@@ -85,7 +85,11 @@ KEY_KINDS: tuple[KeyKind, ...] = (
 
 
 def builtin_gate_keys(family: str | None = None) -> tuple[str, ...]:
-    """Every gate key the built-in audits can produce; ``family`` (``probe``...) narrows it."""
+    """Every gate key the built-in audits can produce; ``family`` narrows it.
+
+    Families: ``probe`` (processing probes), ``knn``, ``drift``, ``retrieval``
+    and ``acquisition`` (``probe.<target>`` and ``agreement.<target>``).
+    """
     from pytest_metatrace.processing.groups import PARAMETER_GROUPS  # stdlib-only module
 
     groups = list(PARAMETER_GROUPS)
@@ -96,6 +100,11 @@ def builtin_gate_keys(family: str | None = None) -> tuple[str, ...]:
         "drift": [f"drift.{c}" for c in classes],
         "retrieval": ["retrieval.recall_gap", "retrieval.margin_gap"],
     }
+    if family in (None, "acquisition"):
+        from pytest_metatrace.analysis.acquisition import TARGETS  # numpy: only when asked
+
+        kinds = ("probe", "agreement")
+        keys["acquisition"] = [f"{kind}.{t}" for kind in kinds for t in TARGETS]
     if family is not None:
         return tuple(keys[family])
     return tuple(k for family_keys in keys.values() for k in family_keys)
@@ -234,7 +243,7 @@ def check_collected_thresholds(config: pytest.Config, items: Sequence[pytest.Ite
     :class:`pytest.UsageError` on an unknown key or a bad marker value.
     """
     cli, ini, _ = session_thresholds(config)
-    known: set[str] = set(builtin_gate_keys())
+    known: set[str] = set()
     undeclared: list[str] = []
     markers: list[tuple[str, _Table]] = []
     try:
@@ -251,9 +260,11 @@ def check_collected_thresholds(config: pytest.Config, items: Sequence[pytest.Ite
     except ThresholdError as exc:
         raise pytest.UsageError(f"{exc}") from None
     tolerances = _tolerance_table(config)
-    if undeclared:
+    given = [cli, ini, *(t for _, t in markers), *(t for _, t in tolerances)]
+    if undeclared or not any(given):
         # A test that records without declaring its keys could gate any key.
         return
+    known.update(builtin_gate_keys())
     try:
         check_threshold_keys(
             [("command line", cli), ("ini", ini), *markers, *tolerances], sorted(known)

@@ -198,6 +198,22 @@ OPTIONS: tuple[Option, ...] = (
         env="METATRACE_CACHE_DIR",
     ),
     Option(
+        "store",
+        "shared embedding store: a directory or fsspec URL (s3://, gs://, a network file "
+        "system) holding content-addressed Parquet shards, safe for many writers on many "
+        "machines (needs the 'ray' extra); default: the local SQLite cache under the cache dir",
+        None,
+        metavar="URL",
+    ),
+    Option(
+        "ray",
+        "compute missing embeddings as a Ray Data job on this cluster: 'auto' joins a running "
+        "local cluster or starts one, an address joins that cluster (as ray.init does); "
+        "needs the 'ray' extra",
+        None,
+        metavar="ADDRESS",
+    ),
+    Option(
         "report",
         "where to write the HTML audit report (relative to the current directory, like "
         "--junitxml and --metatrace-json); 'none' to skip it",
@@ -294,6 +310,50 @@ OPTIONS: tuple[Option, ...] = (
         0.02,
         _crop_area,
         metavar="AREA",
+    ),
+    Option(
+        "acquisition-data",
+        "data of the acquisition audit: city100 (built-in camera/phone pairs), city100-samesize "
+        "(resize control: both sides at 840x600), or a CSV manifest / folder whose metadata "
+        "columns hold make, model, smartphone, exposure, aperture, iso, focal_length",
+        "city100",
+        metavar="SPEC",
+    ),
+    Option(
+        "exif-data",
+        "folder of photos straight from cameras and phones, labelled by their EXIF, for the "
+        "acquisition audit (first sub-folder = group, e.g. photographer); overrides "
+        "--metatrace-acquisition-data",
+        None,
+        metavar="DIR",
+    ),
+    Option(
+        "smartphone-table",
+        "CSV make,model,smartphone (model a regex, smartphone yes/no) whose rows take precedence "
+        "over the built-in smartphone table",
+        None,
+        metavar="CSV",
+    ),
+    Option(
+        "min-per-class",
+        "acquisition probes keep classes with at least this many images (paper: 5000)",
+        10,
+        _positive_int,
+        metavar="N",
+    ),
+    Option(
+        "test-per-class",
+        "acquisition probes hold out this many test images per class (paper: 500; 0 = a quarter "
+        "of the smallest kept class)",
+        0,
+        _non_negative_int,
+        metavar="N",
+    ),
+    Option(
+        "sweep-data",
+        "labelled set of the mask sweep's semantic kNN curve ('none' to skip the sweep)",
+        "demo",
+        metavar="SPEC",
     ),
     Option(
         "list-encoders",

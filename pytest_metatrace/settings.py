@@ -51,6 +51,20 @@ class Settings:
     probe_trials: int  #: hyper-parameter trials of the probe search
     probe_epochs: int  #: probe training epochs
     knn_k: int  #: neighbours voting in the kNN audit
+    save_baseline: str | None  #: write this run as a baseline to this path
+    baseline: str | None  #: compare every gated record with this saved baseline
+    baseline_tolerance: tuple[str, ...]  #: ``[KEY=]VALUE`` growth tolerated against the baseline
+    pairs: str  #: paired photos of the retrieval audit (``city100``, folder, CSV, ``hf:...``)
+    pairs_camera: tuple[str, ...]  #: ``PATTERN=TYPE`` camera-type mapping of paired photos
+    pairs_crop: float  #: area share kept by the harder retrieval protocol's centre crop
+    acquisition_data: str  #: data of the acquisition audit (``city100``, a manifest, ...)
+    exif_data: str | None  #: folder of camera/phone photos labelled by their EXIF
+    smartphone_table: str | None  #: CSV ``make,model,smartphone`` overriding the built-in table
+    min_per_class: int  #: acquisition probes keep classes with at least this many images
+    test_per_class: int  #: test images per class of acquisition probes (0: a quarter of the min)
+    sweep_data: str  #: labelled set of the mask sweep's semantic curve (``none`` skips it)
+    store: str | None  #: shared Parquet-shard embedding store URL (None: SQLite in the cache)
+    ray: str | None  #: Ray cluster address for extraction (``auto``), None: in process
     malloc_tuning: bool  #: glibc malloc tuning in embedding processes (environment only)
     progress_interval: float  #: seconds between progress lines in a log (environment only)
     #: options of the table that have no field above (added by extensions), by dashed name

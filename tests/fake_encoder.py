@@ -50,3 +50,35 @@ class FakeEncoder:
 
     def close(self) -> None:
         pass
+
+
+class BatchMeanEncoder(FakeEncoder):
+    """Embedding = pixels + the batch's mean pixel: equal numbers need equal batches.
+
+    Stands in for kernels whose round-off depends on batch composition, so a
+    test can tell whether another extraction path formed the same batches.
+    """
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        flat = super().embed(pixels)
+        return flat + pixels.float().mean()
+
+
+class KillOnceEncoder(BatchMeanEncoder):
+    """Kills its own process (as an OOM killer or a lost node would) on its second batch.
+
+    Only once per ``marker`` file: the retried worker finds the marker and carries on.
+    """
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        import os
+
+        if self.calls == 1 and not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            os._exit(1)
+        return super().embed(pixels)

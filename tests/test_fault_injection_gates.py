@@ -263,7 +263,7 @@ def test_unknown_key_message_lists_close_matches_and_the_marker() -> None:
             [("ini", {"probe.interpolaton": parse_threshold("0.4")})], builtin_gate_keys()
         )
     msg = str(info.value)
-    assert "Did you mean 'probe.interpolation'?" in msg
+    assert "Did you mean 'probe.interpolation'" in msg
     assert "@pytest.mark.metatrace_gates('KEY', ...)" in msg
 
 
@@ -304,4 +304,4 @@ def test_one_class_dataset_fails_the_knn_audit_never_passes(pytester: pytest.Pyt
     out = result.stdout.str()
     assert "cannot run the kNN semantic-influence audit on one: the training set holds one " in out
     assert "semantic class ('class0')" in out and "at least two semantic classes" in out
-    assert "Traceback" not in out
+    assert "Traceback" not in out and "During handling" not in out

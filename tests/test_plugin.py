@@ -27,7 +27,19 @@ for _name in (
 ):
     importlib.import_module(_name)
 
-HEAVY = ("torch", "timm", "open_clip", "transformers", "onnxruntime", "numpy", "PIL", "sklearn")
+HEAVY = (
+    "torch",
+    "timm",
+    "open_clip",
+    "transformers",
+    "onnxruntime",
+    "numpy",
+    "PIL",
+    "sklearn",
+    "ray",
+    "pyarrow",
+    "fsspec",
+)
 
 
 def test_loading_the_plugin_imports_nothing_heavy():

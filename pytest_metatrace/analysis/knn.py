@@ -89,6 +89,7 @@ __all__ = [
     "KnnInfluenceResult",
     "KnnInputError",
     "SetupAccuracy",
+    "check_semantic_classes",
     "majority_vote",
     "resolve_device",
     "topk_neighbors",

@@ -168,9 +168,11 @@ def semantic_influence(
     ``settings.knn_k`` neighbours vote; the uniform database is drawn with
     seeds ``settings.seed .. settings.seed + 9``; the gallery shows the
     ``min(knn_k, training images)`` nearest neighbours of ``gallery_queries``
-    queries for the pair (first class, last class) of the group.
+    queries for the pair (first class, last class) of the group. Raises
+    :class:`~pytest_metatrace.analysis.knn.KnnInputError` on a training set
+    with fewer than two semantic classes.
     """
-    from pytest_metatrace.analysis.knn import KnnInfluence
+    from pytest_metatrace.analysis.knn import KnnInfluence, check_semantic_classes
     from pytest_metatrace.analysis.knn_figures import neighbor_gallery, similarity_distributions
     from pytest_metatrace.processing import PARAMETER_GROUPS
 
@@ -183,6 +185,8 @@ def semantic_influence(
     y_train = embeddings.labels(dataset, "train")
     y_test = embeddings.labels(dataset, "test")
     split = embeddings.split(dataset)
+    # Named by the dataset's class names (the engine only sees label codes).
+    check_semantic_classes([dataset.classes[int(v)] for v in np.unique(y_train)])
 
     influence = KnnInfluence(
         k=settings.knn_k, seeds=range(seed, seed + UNIFORM_SEEDS), device=device

@@ -12,5 +12,6 @@ AUDIT_MODULES = (
     "test_processing_drift",
     "test_processing_traces",
     "test_semantic_influence",
+    "test_acquisition_traces",
     "test_cross_camera_retrieval",
 )

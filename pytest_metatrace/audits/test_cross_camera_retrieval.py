@@ -20,7 +20,7 @@ type, on the lower end of the 95% interval over queries (defaults in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pytest_metatrace.embeddings import Embeddings
     from pytest_metatrace.encoders import Encoder
     from pytest_metatrace.fixtures import Recorder
+    from pytest_metatrace.settings import Settings
 
 PROTOCOLS = ("whole", "crop")
 #: The gate keys this audit produces (thresholds for other keys are usage errors).
@@ -51,19 +52,19 @@ def test_cross_camera_retrieval(
     metatrace_pairs: PairedDataset,
     metatrace_embeddings: Embeddings,
     metatrace_record: Recorder,
-    metatrace_settings: dict[str, Any],
+    metatrace_settings: Settings,
     pytestconfig: pytest.Config,
     protocol: str,
 ) -> None:
     """Retrieval gaps of one protocol, both query camera types, gated."""
-    crop = metatrace_settings["pairs-crop"] if protocol == "crop" else 1.0
+    crop = metatrace_settings.pairs_crop if protocol == "crop" else 1.0
     if protocol == "crop" and crop == 1.0:
         pytest.skip("--metatrace-pairs-crop=1 disables the crop protocol")
     dataset = pairs_view(pytestconfig, metatrace_pairs, crop)
     vectors = metatrace_embeddings(dataset, "all", None)
     side_a, side_b = metatrace_pairs.sides(dataset)
     result = CrossCameraRetrieval(
-        seed=metatrace_settings["seed"], device=metatrace_embeddings.encoder.device.type
+        seed=metatrace_settings.seed, device=metatrace_embeddings.encoder.device.type
     ).evaluate(
         vectors[side_a],
         vectors[side_b],

@@ -140,6 +140,7 @@ class Dataset:
     ignored_files: int = 0  #: files without an image extension in a folder dataset
     ignored_extensions: dict[str, int] = field(default_factory=dict)  #: extension -> ignored
     ignored_examples: list[str] = field(default_factory=list)  #: a few ignored files, by path
+    notes: dict[str, Any] = field(default_factory=dict)  #: kind-specific facts (EXIF counts)
 
     def __post_init__(self) -> None:
         self.items = sorted(self.items, key=lambda it: it.id)
@@ -299,6 +300,7 @@ class Dataset:
             "ignored_files": self.ignored_files,
             "ignored_extensions": dict(self.ignored_extensions),
             "ignored_examples": list(self.ignored_examples),
+            "notes": dict(self.notes),
             "credits": [
                 {
                     "title": c.title,

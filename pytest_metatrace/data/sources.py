@@ -3,6 +3,8 @@
 Specs:
 
 - ``demo``: the built-in photos (:mod:`pytest_metatrace.data.demo`);
+- ``city100`` / ``city100-samesize``: the built-in camera/phone pairs
+  (:mod:`pytest_metatrace.data.city100`), at native sizes or resize-controlled;
 - a folder: one sub-folder per class, images inside (any depth below it);
 - a ``.csv`` manifest with a header row: ``path`` (relative to the manifest's
   folder, or absolute) and ``label`` columns, an optional ``group`` column
@@ -48,6 +50,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 )
 
+#: Built-in dataset specs (no files to pass).
+_BUILTIN = ("demo", "city100", "city100-samesize")
+
 DatasetFactory = Callable[..., Dataset]
 
 
@@ -88,8 +93,8 @@ def register_dataset(
 
 def dataset_id(spec: str) -> str:
     """Short id of a data spec for test ids: ``demo``, a folder's or manifest's name."""
-    if spec == "demo":
-        return "demo"
+    if spec in ("demo", "city100", "city100-samesize"):
+        return spec
     path = Path(spec)
     if path.suffix.lower() == ".csv":
         return path.stem
@@ -302,6 +307,10 @@ def load_dataset(
         from pytest_metatrace.data.demo import demo_dataset
 
         return demo_dataset()
+    if spec in ("city100", "city100-samesize"):
+        from pytest_metatrace.data.city100 import city100_dataset
+
+        return city100_dataset(spec)
     factory = registry.get(spec)
     if factory is not None:
         dataset = factory(**(context or {}))
@@ -312,11 +321,12 @@ def load_dataset(
         return dataset
     path = Path(spec).expanduser()
     if not path.exists():
-        close = difflib.get_close_matches(spec, ["demo", *registry.names()], n=1)
+        close = difflib.get_close_matches(spec, [*_BUILTIN, *registry.names()], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DatasetError(
-            f"dataset {spec!r} is neither a folder, a CSV manifest, 'demo' nor a registered "
-            f"name{hint} (registered: {', '.join(['demo', *registry.names()])})"
+            f"dataset {spec!r} is neither a folder, a CSV manifest, a built-in set nor a "
+            f"registered name{hint} (built-in and registered: "
+            f"{', '.join([*_BUILTIN, *registry.names()])})"
         )
     from pytest_metatrace.data.index import ImageIndex
 

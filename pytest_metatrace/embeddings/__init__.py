@@ -4,6 +4,7 @@ Imports torch: only loaded by fixtures, never at plugin load.
 """
 
 from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
+from pytest_metatrace.embeddings.interface import Store, open_store
 from pytest_metatrace.embeddings.provider import Embeddings
 from pytest_metatrace.embeddings.store import PIPELINE_VERSION, EmbeddingStore, View
 
@@ -14,5 +15,7 @@ __all__ = [
     "ExtractStats",
     "ExtractionError",
     "Extractor",
+    "Store",
     "View",
+    "open_store",
 ]

@@ -40,12 +40,13 @@ from pytest_metatrace.data.loading import (
     read_image_file,
 )
 from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
-from pytest_metatrace.embeddings.store import EmbeddingStore, View
+from pytest_metatrace.embeddings.interface import Store
+from pytest_metatrace.embeddings.store import View
 from pytest_metatrace.encoders.errors import EncoderForwardError
 from pytest_metatrace.processing import get_processing
 from pytest_metatrace.progress import NullProgress, Progress
 
-__all__ = ["ExtractStats", "ExtractionError", "Extractor", "default_workers"]
+__all__ = ["ExtractStats", "ExtractionError", "Extractor", "default_workers", "embed_checked"]
 
 
 class ExtractionError(RuntimeError):
@@ -145,17 +146,50 @@ class _Work(torch.utils.data.Dataset[tuple[int, list[tuple[int, torch.Tensor]], 
         return index, out, time.perf_counter() - t0
 
 
+def embed_checked(encoder: Any, batch: torch.Tensor, *, where: str = "a batch") -> np.ndarray:
+    """``encoder.embed(batch)`` as float32 NumPy, refusing a wrong row count or non-finite rows.
+
+    ``where`` names the batch (number, dataset, view, first image) in the
+    errors; the encoder's own exception is chained, since its traceback is
+    the useful one.
+    """
+    try:
+        emb = encoder.embed(batch)
+    except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc, EncoderForwardError) and exc.__cause__ else exc
+        raise ExtractionError(
+            f"encoder {encoder.id} failed on {where}: {type(cause).__name__}: {cause}"
+        ) from cause
+    vectors: np.ndarray = emb.detach().to("cpu", torch.float32).numpy()
+    if vectors.shape[0] != batch.shape[0]:
+        raise ExtractionError(
+            f"encoder {encoder.id} returned {vectors.shape[0]} embeddings for {where} "
+            f"of {batch.shape[0]} images; its forward must return one row per image"
+        )
+    if not np.isfinite(vectors).all():
+        hint = (
+            "the model or its weights produce them even in full precision; check them"
+            if encoder.precision == "fp32"
+            else "try --metatrace-precision=fp32"
+        )
+        raise ExtractionError(
+            f"encoder {encoder.id} produced NaN or infinite embeddings on {where} "
+            f"(precision {encoder.precision}); {hint}"
+        )
+    return vectors
+
+
 def _identity(sample: Any) -> Any:
     return sample
 
 
 class Extractor:
-    """Fill an :class:`EmbeddingStore` with the views of a dataset."""
+    """Fill a :class:`~pytest_metatrace.embeddings.interface.Store` with the views of a dataset."""
 
     def __init__(
         self,
         encoder: Any,
-        store: EmbeddingStore,
+        store: Store,
         *,
         lock_dir: Path,
         batch_size: int = 64,
@@ -233,6 +267,15 @@ class Extractor:
         )
         self._names = {it.digest: it.source.describe() for it, _ in jobs}
         self._what = f"dataset {dataset.id}"
+        try:
+            self._run(jobs, views, stats)
+        finally:
+            self.progress.finish()
+
+    def _run(
+        self, jobs: list[tuple[ImageItem, list[int]]], views: list[View], stats: ExtractStats
+    ) -> None:
+        """Embed ``jobs`` (image, missing view indices) in batches and store them."""
         work = _Work(jobs, views, self.encoder.preprocessor, self.max_pixels)
         loader = torch.utils.data.DataLoader(
             work,
@@ -261,42 +304,20 @@ class Extractor:
             if "ExtractionError" in str(exc):
                 raise ExtractionError(str(exc).strip().splitlines()[-1]) from None
             raise
-        finally:
-            self.progress.finish()
 
     def _flush(self, rows: Sequence[tuple[View, str, torch.Tensor]], stats: ExtractStats) -> None:
         batch = torch.stack([px for _, _, px in rows])
         if self.encoder.device.type == "cuda":
             batch = batch.pin_memory()
         t0 = time.perf_counter()
-        try:
-            emb = self.encoder.embed(batch)
-        except Exception as exc:
-            # The encoder's own error, chained: its traceback is the useful one.
-            cause = exc.__cause__ if isinstance(exc, EncoderForwardError) and exc.__cause__ else exc
-            first = self._names.get(rows[0][1], rows[0][1][:12])
-            raise ExtractionError(
-                f"encoder {self.encoder.id} failed on batch {len(stats.batches) + 1} of "
-                f"{self._what} ({len(rows)} images, view "
-                f"{rows[0][0].label}, first image {first}): {type(cause).__name__}: {cause}"
-            ) from cause
+        first = self._names.get(rows[0][1], rows[0][1][:12])
+        vectors = embed_checked(
+            self.encoder,
+            batch,
+            where=f"batch {len(stats.batches) + 1} of {self._what} ({len(rows)} images, view "
+            f"{rows[0][0].label}, first image {first})",
+        )
         stats.forward_s += time.perf_counter() - t0
-        vectors = emb.detach().to("cpu", torch.float32).numpy()
-        if vectors.shape[0] != len(rows):
-            raise ExtractionError(
-                f"encoder {self.encoder.id} returned {vectors.shape[0]} embeddings for a batch "
-                f"of {len(rows)} images; its forward must return one row per image"
-            )
-        if not np.isfinite(vectors).all():
-            hint = (
-                "the model or its weights produce them even in full precision; check them"
-                if self.encoder.precision == "fp32"
-                else "try --metatrace-precision=fp32"
-            )
-            raise ExtractionError(
-                f"encoder {self.encoder.id} produced NaN or infinite embeddings "
-                f"(precision {self.encoder.precision}); {hint}"
-            )
         stats.computed += self.store.put_many(
             [(view, digest, vec) for (view, digest, _), vec in zip(rows, vectors, strict=False)]
         )

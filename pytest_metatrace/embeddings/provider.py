@@ -5,12 +5,17 @@ split under a processing class, extracting whatever is missing first. When
 any unmasked processing class is asked for, all 14 are extracted together:
 each photo is decoded once for all of them, and the batches (hence the
 numbers) do not depend on which audit asked first or on the worker count.
+Reading a split reads only that split's rows from the store.
+
+The store is the local SQLite file by default, a shared Parquet-shard store
+with ``store_url`` (``--metatrace-store``); extraction runs in process by
+default, as a Ray Data job with ``ray_address`` (``--metatrace-ray``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,8 @@ import numpy as np
 from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.data.dataset import Dataset, Split
 from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
-from pytest_metatrace.embeddings.store import CorruptEmbeddings, EmbeddingStore, View
+from pytest_metatrace.embeddings.interface import open_store
+from pytest_metatrace.embeddings.store import CorruptEmbeddings, View
 from pytest_metatrace.processing import list_processing
 from pytest_metatrace.progress import Progress
 
@@ -41,13 +47,17 @@ class Embeddings:
         num_workers: int | None = None,
         max_pixels: int = 100_000_000,
         progress: Progress | None = None,
+        store_url: str | None = None,
+        ray_address: str | None = None,
+        encoder_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.encoder = encoder
         self.seed = seed
         self.test_fraction = test_fraction
         self.mask_ratio = mask_ratio
-        self.store = EmbeddingStore(
-            cache_dir,
+        self.store = open_store(
+            store_url,
+            Path(cache_dir),
             encoder_fingerprint=encoder.fingerprint,
             compute_key=f"{encoder.device.type}-{encoder.precision}",
             encoder_info={"spec": encoder.spec, "fingerprint": encoder.fingerprint},
@@ -57,15 +67,30 @@ class Embeddings:
         self._complete: set[tuple[str, str]] = set()
         # Dataset fingerprint -> the extraction error it ended with, in this process.
         self._failed: dict[str, str] = {}
-        self.extractor = Extractor(
-            encoder,
-            self.store,
-            lock_dir=Path(cache_dir) / "locks",
-            batch_size=batch_size,
-            num_workers=num_workers,
-            max_pixels=max_pixels,
-            progress=progress,
-        )
+        self.extractor: Extractor
+        if ray_address is None:
+            self.extractor = Extractor(
+                encoder,
+                self.store,
+                lock_dir=Path(cache_dir) / "locks",
+                batch_size=batch_size,
+                num_workers=num_workers,
+                max_pixels=max_pixels,
+                progress=progress,
+            )
+        else:
+            from pytest_metatrace.embeddings.ray_backend import RayExtractor
+
+            self.extractor = RayExtractor(
+                encoder,
+                self.store,
+                lock_dir=Path(cache_dir) / "locks",
+                batch_size=batch_size,
+                max_pixels=max_pixels,
+                progress=progress,
+                address=ray_address,
+                encoder_factory=encoder_factory,
+            )
 
     @property
     def stats(self) -> ExtractStats:

@@ -210,22 +210,25 @@ class EmbeddingStore:
 
     def get(self, view: View, digests: Sequence[str]) -> np.ndarray:
         """Stacked float32 embeddings of ``digests`` under ``view``, in the given order."""
-        wanted = set(digests)
+        wanted = sorted(set(digests))
         found: dict[str, np.ndarray] = {}
         damaged: list[str] = []
         crc_col = "crc" if self._has_crc else "NULL"
-        for image, dim, blob, crc in self._conn.execute(
-            f"SELECT image, dim, vec, {crc_col} FROM emb WHERE view = ?", (view.key,)
-        ):
-            if image not in wanted:
-                continue
-            ok = isinstance(blob, bytes) and len(blob) == 4 * dim
-            if ok and crc is not None:
-                ok = crc == row_checksum(view.key, image, dim, blob)
-            if not ok:
-                damaged.append(image)
-                continue
-            found[image] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        # Only the split's rows, by primary key (chunks stay under SQLite's parameter limit).
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            for image, dim, blob, crc in self._conn.execute(
+                f"SELECT image, dim, vec, {crc_col} FROM emb WHERE view = ? AND image IN "
+                f"({','.join('?' * len(chunk))})",
+                (view.key, *chunk),
+            ):
+                ok = isinstance(blob, bytes) and len(blob) == 4 * dim
+                if ok and crc is not None:
+                    ok = crc == row_checksum(view.key, image, dim, blob)
+                if not ok:
+                    damaged.append(image)
+                    continue
+                found[image] = np.frombuffer(blob, dtype=np.float32, count=dim)
         if damaged:
             self._discard(view, damaged)
             raise CorruptEmbeddings(view, damaged, self.path)

@@ -690,4 +690,5 @@ register_section(
     context=semantic_context,
     order=30,
 )
+from . import section_acquisition  # noqa: E402, F401  (registers the acquisition sections)
 from . import section_retrieval as _section_retrieval  # noqa: E402, F401  (registers its section)
