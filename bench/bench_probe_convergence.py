@@ -6,13 +6,15 @@ the embedding cache of the audits), one test per parameter group:
     pytest bench/bench_probe_convergence.py -p no:randomly -s \\
         --metatrace-cache-dir=/tmp/cache [--metatrace-data=city100]
 
-For every group it trains, on the SAME training draws (10 seeds) and the
-SAME validation split, three probes and scores them on the same test set:
+For every processing group (and, in ``test_acquisition_probe_convergence``,
+every acquisition target of the camera set) it trains, on the SAME training
+draws and the SAME validation split, three probes and scores them on the
+same test set:
 
 - ``protocol_1024``: the protocol's SGD with batch 1024 everywhere
   (``min_steps_per_epoch=1``, the probe before issue 8);
 - ``protocol``: the probe as the audits run it now (batch
-  ``min(1024, ceil(N / 8))``);
+  ``min(1024, ceil(N / 4))``);
 - ``lbfgs``: scikit-learn's L-BFGS logistic regression run to convergence,
   ``C`` tuned on the same validation split (the reference).
 
