@@ -13,7 +13,7 @@ The keys of the built-in audits (:func:`builtin_gate_keys`) are always known,
 so an ini file that sets thresholds for every audit still works when one
 audit file runs alone. A collected test that uses ``metatrace_record`` but
 declares no keys could gate anything: then unknown keys are not checked
-(values still are) and the terminal says which test lacks the marker.
+(values still are); the marker brings the check back.
 
 *Value ranges*, per kind of key (:data:`KEY_KINDS`): accuracies are fractions
 in [0, 1]; ``chance+X`` (accuracies only) needs X in [-1, 1]; kNN and recall
