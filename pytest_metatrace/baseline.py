@@ -65,7 +65,7 @@ __all__ = [
     "saved_baseline_path",
 ]
 
-#: Version of the measurement protocol (/PROTOCOL.md); bump when numbers change meaning.
+#: Version of the measurement protocol (docs/protocol.md); bump when numbers change meaning.
 PROTOCOL_VERSION = 1
 #: ``kind`` of the baseline header, and its format version.
 BASELINE_KIND = "pytest-metatrace baseline"

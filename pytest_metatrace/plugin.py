@@ -334,7 +334,7 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "moved to training); the rest undersampled to the minority class; hyper-parameters "
             "tuned on the probe's stratified 20% validation share of the training side; a target "
             "whose classes split the images exactly like an earlier one is listed, not re-run",
-            "reason": "PROTOCOL section 4 at a user's scale (paper: 5,000 / 500 / 200); groups "
+            "reason": "docs/protocol.md §4 at a user's scale (paper: 5,000 / 500 / 200); groups "
             "(photographer, owner, scene) never on both sides",
         },
         {
@@ -353,7 +353,7 @@ def _choices(config: pytest.Config) -> list[dict[str, str]]:
             "sweep ratios 0, 0.5, 0.75, 0.9, 0.95, 1; semantic kNN on the sweep set's split, "
             "tied votes to the lowest label index (research code rule); the sweep's probes search "
             "a sixth of the probe trials (the audit's own probe searches all of them)",
-            "reason": "PROTOCOL sections 3 and 7 (paper Table 2, Fig. 5)",
+            "reason": "docs/protocol.md §3 and §7 (paper Table 2, Fig. 5)",
         },
         {
             "topic": "Confidence intervals and gates",

@@ -117,3 +117,11 @@ def test_compare_command_merges_releases(tmp_path: Path, capsys: pytest.CaptureF
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.json")])
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_single_encoder_report_has_no_comparison_section():
+    html = render_html(normalize_document(_doc({"clip": ENCODERS["clip"][1]})))
+    assert 'id="sec-comparison"' not in html
+    assert "comparison page failed" not in html
+    two = render_html(normalize_document(_doc({e: ENCODERS[e][1] for e in ("clip", "dino")})))
+    assert 'id="sec-comparison"' in two and "comparison page failed" not in two

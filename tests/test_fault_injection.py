@@ -584,9 +584,12 @@ def test_nan_hint_does_not_suggest_fp32_in_an_fp32_run(tmp_path: Path) -> None:
         emb = Embeddings(enc, cache_dir=tmp_path / "c", num_workers=0)
         with pytest.raises(ExtractionError) as info:
             emb(ds, "all", None)
-        assert str(info.value) == (
-            f"encoder fake produced NaN or infinite embeddings (precision {precision}); {hint}"
+        message = str(info.value)
+        assert message.startswith(
+            "encoder fake produced NaN or infinite embeddings on batch 1 of dataset d "
+            "(6 images, view original, first image "
         )
+        assert message.endswith(f"(precision {precision}); {hint}")
         emb.close()
 
 

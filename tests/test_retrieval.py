@@ -215,6 +215,10 @@ def test_round_trip_and_records():
     assert records[7].parameter == "whole/smartphone"
     for r in records:
         assert r.interval is not None and r.interval["low"] <= r.value + 1e-12
+        # the per-query values a baseline comparison pairs, one per subject, mean = value
+        assert r.score_ids == result.subjects and r.scores is not None
+        assert len(r.scores) == 3 and np.mean(r.scores) == pytest.approx(r.value)
+    assert gap.scores == [1.0, 0.0, 0.0]  # query 0 found its pair only among other-camera photos
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Acquisition probes (paper Sec. 3.2, Fig. 6): read camera metadata back from masked embeddings.
 
-Targets (PROTOCOL section 4): ``make``, ``model``, ``model_smartphone``
+Targets (docs/protocol.md §4): ``make``, ``model``, ``model_smartphone``
 (the model, among smartphone photos only), ``smartphone`` (phone or camera),
 ``exposure``, ``aperture``, ``iso`` and ``focal_length``; classes are exact
 values. For each target that the data supports:
@@ -117,7 +117,7 @@ def acquisition_split(
     test_per_class: int = 0,
     seed: int = 0,
 ) -> AcquisitionSplit:
-    """Split one target's labelled items as PROTOCOL section 4 asks; see the module docstring.
+    """Split one target's labelled items as docs/protocol.md §4 asks; see the module docstring.
 
     ``labels[i]`` is item i's class or None (not used); ``groups[i]`` its
     group or None (then the image is its own group). ``test_per_class`` 0

@@ -75,6 +75,6 @@ def masked_features(
     All ratios are extracted in one pass, so each photo is decoded once.
     """
     views = {r: embeddings.view(None, False if r is None else float(r)) for r in ratios}
-    embeddings.extractor.ensure(dataset, list(views.values()))
+    embeddings.extractor.ensure(dataset, list(dict.fromkeys(views.values())))
     digests = [it.digest for it in dataset.items]
     return {r: embeddings.store.get(v, digests) for r, v in views.items()}

@@ -1,4 +1,4 @@
-"""Neighbour agreement (paper Table 2, PROTOCOL section 7).
+"""Neighbour agreement (paper Table 2, docs/protocol.md §7).
 
 For every query image, the share of its top-k neighbours (cosine similarity
 of L2-normalized embeddings, the query itself excluded) that carry the

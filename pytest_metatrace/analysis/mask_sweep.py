@@ -5,7 +5,7 @@ on a labelled set (the content) should fall to chance by the chosen ratio,
 while the acquisition probe (the trace) may survive. A user sees where
 semantics vanish for this encoder. kNN: cosine similarity, unweighted
 majority of the top k training neighbours; vote ties go to the lowest label
-index (the research code's rule, PROTOCOL section 5).
+index (the research code's rule, docs/protocol.md §5).
 
 Map: scikit-learn's t-SNE of the L2-normalized embeddings (PCA init, seeded),
 coloured by a metadata label in the report.

@@ -226,6 +226,18 @@ class RetrievalResult:
         out: list[Record] = []
         for r in self.by_query:
             ctx = {"protocol": protocol, "query_camera": r.query_camera}
+            same, diff = r.same, r.different
+            # Per-query values whose mean is the record's value (one query per subject):
+            # what the interval resampled, and what a baseline comparison pairs.
+            per_query = {
+                "recall_same": np.asarray(same.recall_at_1, dtype=np.float64),
+                "recall_different": np.asarray(diff.recall_at_1, dtype=np.float64),
+                "recall_gap": np.subtract(diff.recall_at_1, same.recall_at_1, dtype=np.float64),
+                "margin_gap": np.subtract(diff.margin, same.margin, dtype=np.float64),
+                "mrr_gap": np.subtract(
+                    diff.reciprocal_rank, same.reciprocal_rank, dtype=np.float64
+                ),
+            }
             rows: list[tuple[str, float, str, str]] = [
                 ("recall_at_1_same", r.recall("same"), "recall_same", "fraction"),
                 ("recall_at_1_different", r.recall("different"), "recall_different", "fraction"),
@@ -249,6 +261,8 @@ class RetrievalResult:
                         encoder=encoder,
                         dataset=dataset,
                         parameter=f"{protocol}/{r.query_camera}",
+                        scores=per_query[key].tolist(),
+                        score_ids=list(self.subjects),
                     )
                 )
         return out

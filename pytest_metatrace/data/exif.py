@@ -4,7 +4,7 @@ Pillow reads the tags (``Image.getexif()`` and its Exif sub-IFD): it is
 already a dependency, it parses the JPEG/TIFF/WebP/PNG containers the loader
 accepts, and it never needs the (often corrupt) MakerNote, which this module
 ignores. Real EXIF is messy; every value is normalized to an *exact-value
-class* (PROTOCOL section 4: classes are exact values, not bins):
+class* (docs/protocol.md §4: classes are exact values, not bins):
 
 ======================  =========================================  ===============
 label                   source tag(s)                              class, e.g.

@@ -114,7 +114,9 @@ class Embeddings:
         elif masked is False:
             ratio = None
         else:
-            ratio = float(masked)
+            # Ratio 0 masks nothing (mask_box is empty): the same pixels, so the
+            # same view and cache rows as the unmasked one, not a second extraction.
+            ratio = float(masked) or None
         return View(processing=processing, mask_ratio=ratio, seed=self.seed)
 
     def many(

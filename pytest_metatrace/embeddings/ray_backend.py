@@ -8,7 +8,7 @@ encoder's kernels are deterministic for a batch. Then one Ray Data pipeline:
 
 1. one row per planned batch;
 2. ``map``: CPU tasks decode each photo of the batch, apply the processing
-   classes (PROTOCOL section 1) and the encoder's own resize / crop / mask -
+   classes (docs/protocol.md §1) and the encoder's own resize / crop / mask -
    the very code of the in-process path (:class:`~.extract._Work`);
 3. ``map_batches`` on an actor pool (one actor per GPU when the encoder runs
    on CUDA, else one per two cluster CPUs): each actor holds a copy of the

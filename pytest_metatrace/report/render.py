@@ -239,14 +239,13 @@ def _comparison(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
     try:
         context = comparison_context(doc)
-        html = Markup(_template("section_comparison.html.j2").render(**(context or {})))
+        if context is None:  # fewer than two encoders: nothing to compare
+            return []
+        html = Markup(_template("section_comparison.html.j2").render(**context))
     except Exception as exc:  # the audit sections must still be drawn
-        context = {}
         html = Markup("<p class='error'>{}</p>").format(
             f"the comparison page failed ({type(exc).__name__}: {exc})"
         )
-    if context is None:
-        return []
     return [
         {
             "title": "Encoder comparison",

@@ -216,5 +216,5 @@ register_section(
     title="Cross-camera retrieval",
     template="section_retrieval.html.j2",
     context=retrieval_context,
-    order=40,
+    order=50,
 )
