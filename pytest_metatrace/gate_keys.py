@@ -15,8 +15,9 @@ audit file runs alone. A collected test that uses ``metatrace_record`` but
 declares no keys could gate anything: then unknown keys are not checked
 (values still are); the marker brings the check back.
 
-*Value ranges*, per kind of key (:data:`KEY_KINDS`): accuracies are fractions
-in [0, 1]; ``chance+X`` (accuracies only) needs X in [-1, 1]; kNN and recall
+*Value ranges*, per kind of key (:data:`KEY_KINDS`): accuracies and
+agreements are fractions in [0, 1]; ``chance+X`` (those two only) needs X in
+[-1, 1]; a pattern spanning several kinds gets the widest range; kNN and recall
 gaps are differences of fractions in [-1, 1]; the retrieval margin gap is a
 difference of cosine similarities in [-2, 2]; drifts are cosine distances in
 [0, 2]. Keys of user audits only need a finite value.
@@ -145,11 +146,13 @@ def check_threshold_value(pattern: str, spec: ThresholdSpec, source: str) -> Non
     if not kinds:
         return  # a user audit's key: any finite value
     if spec.relative_to_chance:
-        if not all(k.chance for k in kinds):
-            names = ", ".join(k.pattern for k in kinds if not k.chance)
+        # A pattern spanning several kinds (``*``, e.g. a bare marker value on
+        # a probe test) is fine when any of them has a chance level.
+        if not any(k.chance for k in kinds):
+            names = ", ".join(k.pattern for k in kinds)
             raise ThresholdError(
-                f"{where}: chance+X applies to accuracies (probe.*) only, but this key matches "
-                f"{names}, which has no chance level; give an absolute value"
+                f"{where}: chance+X applies to accuracies (probe.*, agreement.*) only, but "
+                f"this key matches {names}, which has no chance level; give an absolute value"
             )
         if not -1.0 <= spec.value <= 1.0:
             raise ThresholdError(

@@ -8,10 +8,13 @@ source (command line, ini line, marker) and the fix, before any audit runs.
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
-# pytester's in-process runs drop every module a run imported (numpy cannot be
-# imported twice in one process): import the audits up front.
+# pytester's in-process runs drop every module a run imported, and numpy's C
+# parts cannot be imported twice in one process: import what the runs (and
+# later test modules) need up front.
 from pytest_metatrace.audits import test_processing_traces, test_semantic_influence
 from pytest_metatrace.gate_keys import (
     builtin_gate_keys,
@@ -20,6 +23,23 @@ from pytest_metatrace.gate_keys import (
     patterns_overlap,
 )
 from pytest_metatrace.gating import ThresholdError, parse_threshold, parse_threshold_lines
+
+for _name in (
+    "torch",
+    "torchvision",
+    "timm",
+    "numpy.fft",
+    "sklearn.linear_model",
+    "sklearn.model_selection",
+    "jinja2",
+    "pytest_metatrace.encoders",
+    "pytest_metatrace.embeddings",
+    "pytest_metatrace.data",
+    "pytest_metatrace.analysis.knn",
+    "pytest_metatrace.analysis.processing_probe",
+    "pytest_metatrace.report",
+):
+    importlib.import_module(_name)
 
 PLAIN = "def test_a():\n    pass\n"
 
@@ -182,7 +202,7 @@ def test_builtin_audits_declare_the_keys_they_gate() -> None:
         ("probe.jpeg=chance+1.5", "a gain over chance must lie between -1 and 1"),
         ("drift.jpeg75_420=2.5", "drift.* is a cosine distance"),
         ("knn.jpeg.pos_same_gap=-1.5", "knn.* is a gap between two accuracies"),
-        ("knn.*.pos_same_gap=chance+0.1", "chance+X applies to accuracies (probe.*) only"),
+        ("knn.*.pos_same_gap=chance+0.1", "chance+X applies to accuracies (probe.*, agreement.*)"),
         ("probe.jpeg=abc", "cannot read threshold 'abc'"),
         ("probe.jpeg=chance+abc", "cannot read threshold 'chance+abc'"),
         ("probe.jpeg", "must be KEY=VALUE"),
@@ -232,6 +252,8 @@ def test_bad_marker_value_is_a_usage_error_before_any_test_runs(
         "retrieval.margin_gap=1.5",
         "probe.*=chance+30%",
         "probe.jpeg=100%",
+        "*=chance+0.3",  # e.g. a bare marker value on a probe test
+        "agreement.*=chance+0.1",
     ],
 )
 def test_values_in_each_kinds_range_are_accepted(item: str) -> None:
