@@ -12,6 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+# Imported at collection, before any pytester run could import (and drop) them:
+# numpy's C parts cannot be imported twice in one process.
+import sklearn.linear_model  # noqa: F401
+
 from pytest_metatrace.analysis.probe import (
     DEFAULT_MIN_STEPS_PER_EPOCH,
     LinearProbe,
