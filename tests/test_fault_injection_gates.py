@@ -119,7 +119,16 @@ def test_typo_in_a_baseline_tolerance_key_is_a_usage_error(pytester: pytest.Pyte
 
 
 @pytest.mark.parametrize(
-    "key", ["probe.*", "knn.*.pos_same_gap", "drift.jpeg75_420", "retrieval.recall_gap", "*"]
+    "key",
+    [
+        "probe.*",
+        "knn.*.pos_same_gap",
+        "drift.jpeg75_420",
+        "retrieval.recall_gap",
+        "probe.model_smartphone",
+        "agreement.iso",
+        "*",
+    ],
 )
 def test_known_keys_and_wildcards_are_accepted(key: str) -> None:
     check_threshold_keys([("ini", {key: parse_threshold("0.5")})], builtin_gate_keys())
