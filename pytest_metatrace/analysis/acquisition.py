@@ -241,12 +241,9 @@ class AcquisitionProbeResult:
             chance=self.chance,
             details=details,
             provenance={"split": self.split, "mask_ratio": self.mask_ratio},
+            scores=scores,
+            score_ids=ids,
         )
-        if hasattr(record, "scores") and hasattr(
-            record, "score_ids"
-        ):  # the api branch's per-image fields
-            record.scores = scores
-            record.score_ids = ids
         return [record]
 
 

@@ -110,12 +110,9 @@ class NeighbourAgreement:
             chance=self.chance,
             details=details,
             provenance={"ks": list(self.ks), "mask_ratio": self.mask_ratio},
+            scores=scores,
+            score_ids=ids,
         )
-        if hasattr(record, "scores") and hasattr(
-            record, "score_ids"
-        ):  # the api branch's per-image fields
-            record.scores = scores
-            record.score_ids = ids
         return [record]
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from pytest_metatrace.embeddings.store import View
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "missing_digests", "open_store"]
 
 
 @runtime_checkable
@@ -63,6 +63,17 @@ class Store(Protocol):
     def close(self) -> None:
         """Release whatever the store holds open."""
         ...
+
+
+def missing_digests(have: set[str], digests: Iterable[str]) -> list[str]:
+    """``digests`` not in ``have``, deduplicated, in first-seen order (both stores' ``missing``)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for d in digests:
+        if d not in have and d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
 
 
 def open_store(

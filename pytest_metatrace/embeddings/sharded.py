@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_metatrace.embeddings.interface import missing_digests
 from pytest_metatrace.embeddings.store import View
 
 __all__ = ["ShardedStore", "StoreError"]
@@ -157,14 +158,7 @@ class ShardedStore:
 
     def missing(self, view: View, digests: Iterable[str]) -> list[str]:
         """Digests (deduplicated, in first-seen order) with no stored embedding under ``view``."""
-        have = self.present(view)
-        out: list[str] = []
-        seen: set[str] = set()
-        for d in digests:
-            if d not in have and d not in seen:
-                seen.add(d)
-                out.append(d)
-        return out
+        return missing_digests(self.present(view), digests)
 
     def has_shard(self, rows: Sequence[tuple[Any, ...]]) -> bool:
         """Whether the shard of this batch (``(view, digest, ...)`` rows) is committed."""

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from pytest_metatrace._sqlite import CacheError, connect, read_only_message, retry_locked
+from pytest_metatrace.embeddings.interface import missing_digests
 
 __all__ = ["PIPELINE_VERSION", "CorruptEmbeddings", "EmbeddingStore", "View", "row_checksum"]
 
@@ -168,14 +169,7 @@ class EmbeddingStore:
 
     def missing(self, view: View, digests: Iterable[str]) -> list[str]:
         """Digests (deduplicated, in first-seen order) with no stored embedding under ``view``."""
-        have = self.present(view)
-        out: list[str] = []
-        seen: set[str] = set()
-        for d in digests:
-            if d not in have and d not in seen:
-                seen.add(d)
-                out.append(d)
-        return out
+        return missing_digests(self.present(view), digests)
 
     def put_many(self, rows: Sequence[tuple[View, str, np.ndarray]]) -> int:
         """Store ``(view, digest, vector)`` rows in one transaction; return how many were new."""
