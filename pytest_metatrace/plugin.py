@@ -459,7 +459,13 @@ class Controller:
             gate = rec["gate"]
             tr.write_line(
                 f"  FAILED {gate['key']} [{rec['encoder']} / {rec['dataset']}]: "
-                f"{rec['metric']} {rec['value']:.4g} > threshold {gate['threshold']:.4g}",
+                f"{rec['metric']} {rec['value']:.4g}"
+                + (
+                    f" (interval low {rec['interval']['low']:.4g})"
+                    if gate.get("compared") == "interval low" and rec.get("interval")
+                    else ""
+                )
+                + f" > threshold {gate['threshold']:.4g}",
                 red=True,
             )
         for line in audit_summary_lines(state.records):

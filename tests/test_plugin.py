@@ -251,7 +251,13 @@ def test_gate_failure_message_and_threshold_sources(tiny_project):
     assert "ini line `drift.* = 0.0`" in out
     assert "--metatrace-threshold drift.jpeg75_420=VALUE" in out
     assert "Traceback" not in out  # a gate failure is a message, not a stack trace
-    result.stdout.fnmatch_lines(["*2 gate(s) failed*", "*FAILED drift.jpeg75_420*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*2 gate(s) failed*",
+            # the summary names the statistic the gate compared, the interval's lower end
+            "*FAILED drift.jpeg75_420*mean_cosine_distance * (interval low *) > threshold 0",
+        ]
+    )
 
     # the command line beats the ini file
     cli = pytester.runpytest(*base, "--metatrace-threshold", "drift.*=1.0")
