@@ -450,3 +450,10 @@ def test_compare_json_ignores_timing_and_finds_moved_numbers(tmp_path: Path, cap
     paths[1].write_text(json.dumps(after))
     assert compare.main([str(p) for p in paths]) == 1
     assert "details/confusion/1/0: 1 != 2" in capsys.readouterr().out
+
+
+def test_the_protocol_document_is_installed_with_the_package():
+    from importlib.resources import files
+
+    installed = files("pytest_metatrace").joinpath("protocol.md")
+    assert installed.read_text() == (REPO / "docs" / "protocol.md").read_text()
