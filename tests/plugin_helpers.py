@@ -8,6 +8,7 @@ in seconds on a CPU.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,26 @@ FAST = (
     "-p",
     "no:cacheprovider",
 )
+
+
+#: What pytester's in-process runs need imported up front: they drop every module a
+#: run imported, and torch cannot be imported twice in one process.
+PYTESTER_PREIMPORTS = (
+    "torch",
+    "torchvision",
+    "timm",
+    "sklearn.model_selection",
+    "jinja2",
+    "pytest_metatrace.encoders",
+    "pytest_metatrace.embeddings",
+    "pytest_metatrace.data",
+    "pytest_metatrace.analysis.knn",
+    "pytest_metatrace.analysis.processing_probe",
+    "pytest_metatrace.report",
+)
+
+
+def preimport(*extra: str) -> None:
+    """Import :data:`PYTESTER_PREIMPORTS` and ``extra`` before any in-process pytester run."""
+    for name in (*PYTESTER_PREIMPORTS, *extra):
+        importlib.import_module(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from xml.etree import ElementTree
@@ -10,7 +9,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 from baseline_helpers import GAIN_CONFTEST
-from plugin_helpers import FAST, copy_audits, make_tiny_dataset
+from plugin_helpers import FAST, copy_audits, make_tiny_dataset, preimport
 
 from pytest_metatrace.analysis.stats import bootstrap_mean_diff
 from pytest_metatrace.baseline import (
@@ -27,14 +26,8 @@ from pytest_metatrace.baseline import (
 from pytest_metatrace.results import Record
 from pytest_metatrace.schema import validate_document
 
-for _name in (
-    "torch",
-    "torchvision",
-    "jinja2",
-    "pytest_metatrace.embeddings",
-    "pytest_metatrace.data",
-):
-    importlib.import_module(_name)
+# pytester runs in-process; see plugin_helpers.preimport.
+preimport()
 
 SETTINGS = {name: i for i, name in enumerate(PROTOCOL_SETTINGS)}
 IDS = [f"img{i:03d}" for i in range(200)]

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from plugin_helpers import REPO, copy_audits, make_tiny_dataset
+from plugin_helpers import REPO, copy_audits, make_tiny_dataset, preimport
 
 from pytest_metatrace.options import OPTIONS
 
-for _name in (
-    "torch",
-    "torchvision",
-    "jinja2",
-    "pytest_metatrace.embeddings",
-    "pytest_metatrace.data",
-):
-    importlib.import_module(_name)
+# pytester runs in-process; see plugin_helpers.preimport.
+preimport()
 
 WORKFLOW = REPO / "examples" / "github-actions" / "metatrace.yml"
 

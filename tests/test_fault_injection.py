@@ -10,7 +10,6 @@ numbers of the good data are unchanged.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sqlite3
 import stat
@@ -21,27 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 from image_helpers import synthetic_rgb, write_image
-from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
+from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset, preimport
 
 from pytest_metatrace.data import DatasetError, load_dataset
 from pytest_metatrace.data.loading import UnusableImage, load_rgb, read_image_file
 
-# pytester's in-process runs drop every module a run imported; torch cannot be
-# imported twice in one process, so import what the runs need up front.
-for _name in (
-    "torch",
-    "torchvision",
-    "timm",
-    "sklearn.model_selection",
-    "jinja2",
-    "pytest_metatrace.encoders",
-    "pytest_metatrace.embeddings",
-    "pytest_metatrace.data",
-    "pytest_metatrace.analysis.knn",
-    "pytest_metatrace.analysis.processing_probe",
-    "pytest_metatrace.report",
-):
-    importlib.import_module(_name)
+# pytester runs in-process; see plugin_helpers.preimport.
+preimport()
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types")
 

@@ -8,13 +8,9 @@ source (command line, ini line, marker) and the fix, before any audit runs.
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
+from plugin_helpers import preimport
 
-# pytester's in-process runs drop every module a run imported, and numpy's C
-# parts cannot be imported twice in one process: import what the runs (and
-# later test modules) need up front.
 from pytest_metatrace.audits import test_processing_traces, test_semantic_influence
 from pytest_metatrace.gate_keys import (
     builtin_gate_keys,
@@ -24,22 +20,9 @@ from pytest_metatrace.gate_keys import (
 )
 from pytest_metatrace.gating import ThresholdError, parse_threshold, parse_threshold_lines
 
-for _name in (
-    "torch",
-    "torchvision",
-    "timm",
-    "numpy.fft",
-    "sklearn.linear_model",
-    "sklearn.model_selection",
-    "jinja2",
-    "pytest_metatrace.encoders",
-    "pytest_metatrace.embeddings",
-    "pytest_metatrace.data",
-    "pytest_metatrace.analysis.knn",
-    "pytest_metatrace.analysis.processing_probe",
-    "pytest_metatrace.report",
-):
-    importlib.import_module(_name)
+# numpy's C parts cannot be imported twice in one process either: the runs (and
+# later test modules) need these up front too.
+preimport("numpy.fft", "sklearn.linear_model")
 
 PLAIN = "def test_a():\n    pass\n"
 

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
 
 import pytest
-from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset
+from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, make_tiny_dataset, preimport
 
-# pytester's in-process runs drop every module a run imported; torch cannot be
-# imported twice in one process, so import what the runs need up front.
-for _name in (
-    "torch",
-    "torchvision",
-    "timm",
-    "sklearn.model_selection",
-    "jinja2",
-    "pytest_metatrace.encoders",
-    "pytest_metatrace.embeddings",
-    "pytest_metatrace.data",
-    "pytest_metatrace.analysis.knn",
-    "pytest_metatrace.analysis.processing_probe",
-    "pytest_metatrace.report",
-):
-    importlib.import_module(_name)
+# pytester runs in-process; see plugin_helpers.preimport.
+preimport()
 
 HEAVY = (
     "torch",

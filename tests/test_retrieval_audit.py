@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from plugin_helpers import FAST, TINY_CONFTEST, copy_audits
+from plugin_helpers import FAST, TINY_CONFTEST, copy_audits, preimport
 
-# pytester's in-process runs drop every module a run imported; torch cannot be
-# imported twice in one process, so import what the runs need up front.
-for _name in (
-    "torch",
-    "timm",
-    "sklearn.model_selection",
-    "jinja2",
-    "pytest_metatrace.encoders",
-    "pytest_metatrace.embeddings",
-    "pytest_metatrace.data",
-    "pytest_metatrace.analysis.retrieval",
-    "pytest_metatrace.report",
-):
-    importlib.import_module(_name)
+# pytester runs in-process; see plugin_helpers.preimport.
+preimport("pytest_metatrace.analysis.retrieval")
 
 SUBJECTS = 8
 
