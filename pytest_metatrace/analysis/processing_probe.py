@@ -67,6 +67,7 @@ __all__ = [
     "ProcessingProbe",
     "ProcessingProbeResult",
     "draw_classes",
+    "probe_from_settings",
     "processing_probe",
     "run_processing_probe",
 ]
@@ -414,6 +415,21 @@ def run_processing_probe(
 PROBE_MODES: dict[str, ProbeMode] = {"protocol": "sgd", "lbfgs": "lbfgs"}
 
 
+def probe_from_settings(settings: Settings, *, trial_share: int = 1) -> LinearProbe:
+    """The session's :class:`LinearProbe` (mode, epochs, trials, seed, device).
+
+    ``trial_share`` divides the search's trials (at least one is kept), for
+    probes that show a trend rather than a gated number.
+    """
+    return LinearProbe(
+        mode=PROBE_MODES[settings.probe_mode],
+        epochs=settings.probe_epochs,
+        n_trials=max(1, settings.probe_trials // trial_share),
+        seed=settings.seed,
+        device=settings.device,
+    )
+
+
 def processing_probe(
     embeddings: Embeddings, dataset: Dataset, group: str, settings: Settings
 ) -> ProcessingProbeResult:
@@ -427,13 +443,7 @@ def processing_probe(
     from pytest_metatrace.processing import PARAMETER_GROUPS
 
     classes = list(PARAMETER_GROUPS[group].classes)
-    probe = LinearProbe(
-        mode=PROBE_MODES[settings.probe_mode],
-        epochs=settings.probe_epochs,
-        n_trials=settings.probe_trials,
-        seed=settings.seed,
-        device=settings.device,
-    )
+    probe = probe_from_settings(settings)
     train = embeddings.many(dataset, "train", classes)
     test = embeddings.many(dataset, "test", classes)
     result = run_processing_probe(

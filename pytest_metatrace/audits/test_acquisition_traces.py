@@ -31,25 +31,18 @@ from pytest_metatrace.analysis.acquisition_data import (
 )
 from pytest_metatrace.analysis.agreement import neighbour_agreement
 from pytest_metatrace.analysis.mask_sweep import SWEEP_RATIOS, embedding_map, run_mask_sweep
-from pytest_metatrace.analysis.probe import LinearProbe, ProbeMode
+from pytest_metatrace.analysis.probe import LinearProbe
+from pytest_metatrace.analysis.processing_probe import probe_from_settings
 from pytest_metatrace.gate_keys import builtin_gate_keys
 from pytest_metatrace.settings import Settings
 
 #: The gate keys this audit produces (thresholds for other keys are usage errors).
 pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("acquisition"))
 
-_MODES: dict[str, ProbeMode] = {"protocol": "sgd", "lbfgs": "lbfgs"}
-
 
 def _probe(settings: Settings, trial_share: int = 1) -> LinearProbe:
     # The sweep's probes search 1/6 of the trials: it shows a trend over six ratios.
-    return LinearProbe(
-        mode=_MODES[settings.probe_mode],
-        epochs=settings.probe_epochs,
-        n_trials=max(1, settings.probe_trials // trial_share),
-        seed=settings.seed,
-        device=settings.device,
-    )
+    return probe_from_settings(settings, trial_share=trial_share)
 
 
 @pytest.fixture(scope="session")
