@@ -1,3 +1,3 @@
-"""Acquisition traces (paper Sec. 3.2, Table 2, Figs. 5-7): see the package module."""
+"""The built-in audit of this name; its source: pytest_metatrace/audits/ (one folder per audit)."""
 
-from pytest_metatrace.audits.test_acquisition_traces import *  # noqa: F403
+from pytest_metatrace.audits.acquisition_traces.test_acquisition_traces import *  # noqa: F403

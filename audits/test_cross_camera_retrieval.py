@@ -1,3 +1,3 @@
-"""Cross-camera near-duplicate retrieval (paper Sec. 4.2); the audit lives in the package."""
+"""The built-in audit of this name; its source: pytest_metatrace/audits/ (one folder per audit)."""
 
-from pytest_metatrace.audits.test_cross_camera_retrieval import *  # noqa: F403
+from pytest_metatrace.audits.cross_camera_retrieval.test_cross_camera_retrieval import *  # noqa: F403

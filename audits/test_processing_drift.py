@@ -1,7 +1,3 @@
-"""Processing drift: how far each processing class moves the embedding of the same photo.
+"""The built-in audit of this name; its source: pytest_metatrace/audits/ (one folder per audit)."""
 
-The audit lives in :mod:`pytest_metatrace.audits.test_processing_drift` (installed with the
-package); this shim lets ``pytest audits/`` run it from the repository.
-"""
-
-from pytest_metatrace.audits.test_processing_drift import *  # noqa: F403
+from pytest_metatrace.audits.processing_drift.test_processing_drift import *  # noqa: F403

@@ -1,7 +1,3 @@
-"""Processing traces: can a linear probe read the processing back from the embedding? (Sec. 3.1)
+"""The built-in audit of this name; its source: pytest_metatrace/audits/ (one folder per audit)."""
 
-The audit lives in :mod:`pytest_metatrace.audits.test_processing_traces` (installed with the
-package); this shim lets ``pytest audits/`` run it from the repository.
-"""
-
-from pytest_metatrace.audits.test_processing_traces import *  # noqa: F403
+from pytest_metatrace.audits.processing_probe.test_processing_traces import *  # noqa: F403

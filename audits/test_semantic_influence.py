@@ -1,7 +1,3 @@
-"""Semantic influence: does processing move kNN semantic predictions? (paper Sec. 4.1)
+"""The built-in audit of this name; its source: pytest_metatrace/audits/ (one folder per audit)."""
 
-The audit lives in :mod:`pytest_metatrace.audits.test_semantic_influence` (installed with the
-package); this shim lets ``pytest audits/`` run it from the repository.
-"""
-
-from pytest_metatrace.audits.test_semantic_influence import *  # noqa: F403
+from pytest_metatrace.audits.semantic_influence.test_semantic_influence import *  # noqa: F403

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_metatrace.analysis.knn import (
+from pytest_metatrace.audits.semantic_influence.influence import (
     KnnInfluence,
     resolve_device,
     uniform_draw,

@@ -112,7 +112,7 @@ def run_tpe(
 
 def run_processing(args: argparse.Namespace) -> dict[str, object]:
     """Time a whole processing probe (search on seed 0 + every seed's fit + scoring)."""
-    from pytest_metatrace.analysis.processing_probe import run_processing_probe
+    from pytest_metatrace.audits.processing_probe.analysis import run_processing_probe
 
     rng = np.random.default_rng(args.seed)
     n_test = args.n_test

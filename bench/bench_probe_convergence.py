@@ -34,7 +34,7 @@ import pytest
 
 from pytest_metatrace import PARAMETER_GROUPS, Dataset, Embeddings, Settings
 from pytest_metatrace.analysis.probe import LinearProbe
-from pytest_metatrace.analysis.processing_probe import run_processing_probe
+from pytest_metatrace.audits.processing_probe.analysis import run_processing_probe
 
 
 def _probes() -> dict[str, LinearProbe]:
@@ -93,11 +93,8 @@ def test_acquisition_probe_convergence(
     pytestconfig: pytest.Config, metatrace_embeddings: Embeddings, metatrace_settings: Settings
 ) -> None:
     """The same comparison for the acquisition probe on the camera set (default ``city100``)."""
-    from pytest_metatrace.analysis.acquisition import plan_targets, run_acquisition_probe
-    from pytest_metatrace.analysis.acquisition_data import (
-        load_acquisition_dataset,
-        masked_features,
-    )
+    from pytest_metatrace import masked_features, plan_targets, run_acquisition_probe
+    from pytest_metatrace.audits.acquisition_traces.data import load_acquisition_dataset
     from pytest_metatrace.state import STATE_KEY, cache_dir, make_progress
 
     settings = metatrace_settings
@@ -108,7 +105,7 @@ def test_acquisition_probe_convergence(
         progress=make_progress(pytestconfig),
     )
     ratio = settings.mask_ratio
-    features = masked_features(metatrace_embeddings, dataset, {ratio})[ratio]
+    features = masked_features(metatrace_embeddings, dataset, (ratio,))[ratio]
     plan = plan_targets(
         dataset.items,
         group_column=dataset.group_column,

@@ -16,7 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
-from pytest_metatrace.analysis.retrieval import CrossCameraRetrieval
+from pytest_metatrace.audits.cross_camera_retrieval.analysis import CrossCameraRetrieval
 from pytest_metatrace.data.pairs import load_pairs
 from pytest_metatrace.embeddings import Embeddings
 from pytest_metatrace.encoders import create_encoder

@@ -22,17 +22,21 @@ class CopyError(RuntimeError):
 
 
 def copy_audits(target: str | Path, *, force: bool = False) -> list[Path]:
-    """Copy every built-in audit module into ``target`` (created); return the written paths.
+    """Copy every registered audit's test modules into ``target`` (created); return the paths.
+
+    The copies import only ``pytest_metatrace``'s public names; the plugin
+    keeps providing their fixtures, options and report sections.
 
     Raises :class:`CopyError` naming the files that exist already, unless ``force``.
     """
-    from pytest_metatrace.audits import AUDIT_MODULES
+    from pytest_metatrace.spec import default_registry
 
     folder = Path(target)
     if folder.exists() and not folder.is_dir():
         raise CopyError(f"{folder} exists and is not a folder; give a folder to copy the audits to")
-    package = resources.files("pytest_metatrace.audits")
-    names = [f"{module}.py" for module in AUDIT_MODULES]
+    modules = [m for spec in default_registry().specs() for m in spec.test_modules()]
+    sources = {f"{m.rpartition('.')[2]}.py": m for m in modules}
+    names = list(sources)
     existing = [folder / name for name in names if (folder / name).exists()]
     if existing and not force:
         raise CopyError(
@@ -43,7 +47,9 @@ def copy_audits(target: str | Path, *, force: bool = False) -> list[Path]:
     written = []
     for name in names:
         path = folder / name
-        path.write_text(package.joinpath(name).read_text(encoding="utf-8"), encoding="utf-8")
+        package, _, module = sources[name].rpartition(".")
+        text = resources.files(package).joinpath(f"{module}.py").read_text(encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,13 +40,15 @@ from typing import Any
 
 import pytest
 
+from pytest_metatrace._files import atomic_write_text
+from pytest_metatrace._format import format_measure as _fmt
 from pytest_metatrace.gating import ThresholdError, parse_threshold
 from pytest_metatrace.results import Record, jsonable
+from pytest_metatrace.settings import protocol_option_names
 
 __all__ = [
     "BASELINE_FORMAT",
     "BASELINE_KIND",
-    "PROTOCOL_SETTINGS",
     "PROTOCOL_VERSION",
     "Baseline",
     "BaselineComparison",
@@ -70,19 +71,6 @@ PROTOCOL_VERSION = 1
 #: ``kind`` of the baseline header, and its format version.
 BASELINE_KIND = "pytest-metatrace baseline"
 BASELINE_FORMAT = 1
-#: Options that change what a number means: a baseline must match them all.
-#: Device, precision, batch size and workers may differ (another CI machine).
-PROTOCOL_SETTINGS = (
-    "seed",
-    "test-fraction",
-    "mask-ratio",
-    "resize-policy",
-    "probe-mode",
-    "probe-seeds",
-    "probe-trials",
-    "probe-epochs",
-    "knn-k",
-)
 
 
 class BaselineError(ValueError):
@@ -168,19 +156,15 @@ def baseline_document(doc: Mapping[str, Any]) -> dict[str, Any]:
             "kind": BASELINE_KIND,
             "format": BASELINE_FORMAT,
             "protocol_version": PROTOCOL_VERSION,
-            "settings": {name: options.get(name) for name in PROTOCOL_SETTINGS},
+            "settings": {name: options.get(name) for name in protocol_option_names()},
         },
     }
 
 
 def save_baseline(path: Path, doc: Mapping[str, Any]) -> Path:
     """Write ``doc`` as a baseline file at ``path`` (atomically); returns the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = json.dumps(baseline_document(doc), indent=1, sort_keys=True, allow_nan=False)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_baseline(path: Path) -> Baseline:
@@ -226,7 +210,7 @@ def check_settings(baseline: Baseline, options: Mapping[str, Any]) -> None:
         )
     diffs = [
         f"{name}: baseline {baseline.settings.get(name)!r}, this run {options.get(name)!r}"
-        for name in PROTOCOL_SETTINGS
+        for name in protocol_option_names()
         if baseline.settings.get(name) != options.get(name)
     ]
     if diffs:
@@ -263,13 +247,6 @@ def _tolerance(key: str, tolerances: Sequence[tuple[str, float]]) -> float:
 
 
 # --------------------------------------------------------------------------- comparing
-
-
-def _fmt(value: float, unit: str, *, signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    if unit == "fraction":
-        return f"{100 * value:{sign}.1f}" + (" points" if signed else "%")
-    return f"{value:{sign}.4g}"
 
 
 def _fmt_interval(interval: Mapping[str, Any] | None, unit: str) -> str:
@@ -351,7 +328,10 @@ def compare_record(
     passed = low is None or not low > tolerance
     base_enc = str(base.get("encoder"))
     if low is None or high is None:
-        verdict, change = "was not compared with", f"{_fmt(diff, unit, signed=True)} ({how})"
+        verdict, change = (
+            "was not compared with",
+            f"{_fmt(diff, unit, signed=True)} ({how})",
+        )
     else:
         verdict = (
             "grew significantly against"
@@ -410,17 +390,18 @@ def active_baseline(config: pytest.Config) -> Baseline | None:
     Called from ``pytest_configure`` so that a wrong baseline is a usage error
     before any embedding is computed.
     """
-    from pytest_metatrace.options import get_option, resolved_options
+    from pytest_metatrace.settings import get_settings
 
     if _BASELINE_KEY in config.stash:
         return config.stash[_BASELINE_KEY]
-    value = get_option(config, "baseline")
+    settings = get_settings(config)
+    value = settings.baseline
     baseline = None
     if value:
         try:
             baseline = load_baseline(_resolve(config, value))
-            check_settings(baseline, resolved_options(config))
-            parse_tolerances(get_option(config, "baseline-tolerance"))
+            check_settings(baseline, settings.to_dict())
+            parse_tolerances(settings.baseline_tolerance)
         except BaselineError as exc:
             raise pytest.UsageError(f"--metatrace-baseline: {exc}") from None
     config.stash[_BASELINE_KEY] = baseline
@@ -435,13 +416,14 @@ def gate_against_baseline(
     Stores the comparison in ``record.baseline``; fails the test (no traceback)
     when the baseline was measured on other data.
     """
-    from pytest_metatrace.options import get_option
+    from pytest_metatrace.settings import get_settings
     from pytest_metatrace.state import STATE_KEY
 
     baseline = active_baseline(config)
     if baseline is None:
         return None
-    tolerance = _tolerance(key, parse_tolerances(get_option(config, "baseline-tolerance")))
+    settings = get_settings(config)
+    tolerance = _tolerance(key, parse_tolerances(settings.baseline_tolerance))
     described = config.stash[STATE_KEY].datasets.get(record.dataset) or {}
     try:
         comparison = compare_record(
@@ -450,7 +432,7 @@ def gate_against_baseline(
             baseline,
             tolerance=tolerance,
             what=what,
-            seed=get_option(config, "seed"),
+            seed=settings.seed,
             dataset_fingerprint=described.get("fingerprint"),
         )
     except BaselineError as exc:
@@ -462,9 +444,9 @@ def gate_against_baseline(
 
 def save_session_baseline(config: pytest.Config, doc: Mapping[str, Any]) -> str | None:
     """Write ``--metatrace-save-baseline`` at session end; returns an error text or None."""
-    from pytest_metatrace.options import get_option
+    from pytest_metatrace.settings import get_settings
 
-    value = get_option(config, "save-baseline")
+    value = get_settings(config).save_baseline
     if not value:
         return None
     path = _resolve(config, value)

@@ -24,10 +24,10 @@ from pytest_metatrace.gating import (
     resolve_threshold,
 )
 from pytest_metatrace.ids import dataset_ids, encoder_ids
-from pytest_metatrace.options import get_option
 from pytest_metatrace.results import GateOutcome, Record
 from pytest_metatrace.session import PROP_DATASET, PROP_ENCODER, PROP_RECORD
 from pytest_metatrace.settings import Settings, get_settings
+from pytest_metatrace.spec import DataContext, DataSpec
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir, make_progress
 from pytest_metatrace.summary import junit_property
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Recorder",
+    "announce_data",
+    "data_fixture",
     "metatrace_dataset",
     "metatrace_embeddings",
     "metatrace_encoder",
@@ -75,20 +77,21 @@ def metatrace_encoder(request: pytest.FixtureRequest) -> Iterator[Encoder]:
     from pytest_metatrace.encoders import EncoderSpecError, create_encoder
 
     config = request.config
-    spec = getattr(request, "param", None) or get_option(config, "encoder")[0]
+    settings = get_settings(config)
+    spec = getattr(request, "param", None) or settings.encoder[0]
     state = _state(config)
     try:
         encoder = create_encoder(
             spec,
-            device=get_option(config, "device"),
-            precision=get_option(config, "precision"),
-            resize_policy=get_option(config, "resize-policy"),
+            device=settings.device,
+            precision=settings.precision,
+            resize_policy=settings.resize_policy,
             registry=state.encoder_registry(config),
             cache_dir=cache_dir(config) / "weights",
         )
     except EncoderSpecError as exc:
         _fail(f"cannot load encoder {spec!r}: {exc}")
-    encoder.id = encoder_ids(get_option(config, "encoder")).get(spec, encoder.id)
+    encoder.id = encoder_ids(settings.encoder).get(spec, encoder.id)
     state.encoders[encoder.id] = encoder.describe()
     try:
         yield encoder
@@ -106,41 +109,91 @@ def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
     from pytest_metatrace.data import DatasetError, load_dataset
 
     config = request.config
-    spec = getattr(request, "param", None) or get_option(config, "data")[0]
+    settings = get_settings(config)
+    spec = getattr(request, "param", None) or settings.data[0]
     state = _state(config)
     try:
         dataset = load_dataset(
             spec,
             cache_dir=cache_dir(config),
-            max_pixels=get_option(config, "max-pixels"),
+            max_pixels=settings.max_pixels,
             registry=state.dataset_registry(config),
             progress=make_progress(config),
         )
-        split = dataset.split(
-            seed=get_option(config, "seed"), test_fraction=get_option(config, "test-fraction")
-        )
+        split = dataset.split(seed=settings.seed, test_fraction=settings.test_fraction)
     except DatasetError as exc:
         _fail(f"cannot load dataset {spec!r}: {exc}")
-    dataset.id = dataset_ids(get_option(config, "data")).get(spec, dataset.id)
+    dataset.id = dataset_ids(settings.data).get(spec, dataset.id)
     state.datasets[dataset.id] = dataset.describe(split)
-    if dataset.skipped:
-        shown = "; ".join(f"{s.path}: {s.reason}" for s in dataset.skipped[:5])
-        more = (
-            f" (and {len(dataset.skipped) - 5} more, listed in the report)"
-            if len(dataset.skipped) > 5
-            else ""
-        )
-        make_progress(config).write(
-            f"metatrace: dataset {dataset.id}: skipped {len(dataset.skipped)} image(s): "
-            f"{shown}{more}"
-        )
-    if dataset.ignored_files:
-        kinds = ", ".join(f"{ext} x{n}" for ext, n in dataset.ignored_extensions.items())
-        make_progress(config).write(
-            f"metatrace: dataset {dataset.id}: ignored {dataset.ignored_files} file(s) without an "
-            f"image extension ({kinds}), e.g. {', '.join(dataset.ignored_examples)}"
-        )
+    announce_data(config, dataset)
     return dataset
+
+
+def announce_data(config: pytest.Config, data: Any) -> None:
+    """Name in the terminal what a loaded dataset (or paired set) left out, and why.
+
+    The same lists reach the report and the JSON through the dataset's
+    description; every data surface (``--metatrace-data``, an audit's data
+    fixtures) is announced the same way.
+    """
+    write = make_progress(config).write
+    what = "pairs" if hasattr(data, "incomplete") else "dataset"
+    skipped = list(getattr(data, "skipped", ()))
+    if skipped:
+        shown = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:5])
+        more = f" (and {len(skipped) - 5} more, listed in the report)" if len(skipped) > 5 else ""
+        write(f"metatrace: {what} {data.id}: skipped {len(skipped)} image(s): {shown}{more}")
+    ignored = getattr(data, "ignored_files", 0)
+    if ignored:
+        kinds = ", ".join(f"{ext} x{n}" for ext, n in data.ignored_extensions.items())
+        write(
+            f"metatrace: {what} {data.id}: ignored {ignored} file(s) without an image "
+            f"extension ({kinds}), e.g. {', '.join(data.ignored_examples)}"
+        )
+    incomplete = list(getattr(data, "incomplete", ()))
+    if incomplete:
+        shown = "; ".join(f"{s.subject}: {s.reason}" for s in incomplete[:5])
+        more = f" (and {len(incomplete) - 5} more)" if len(incomplete) > 5 else ""
+        write(
+            f"metatrace: {what} {data.id}: left out {len(incomplete)} subject(s) without one "
+            f"photo per camera type: {shown}{more}"
+        )
+
+
+def data_fixture(audit: str, spec: DataSpec) -> Any:
+    """The session fixture of an audit's :class:`~pytest_metatrace.spec.DataSpec`.
+
+    Loads the data once per session through ``spec.load``, describes a
+    :class:`~pytest_metatrace.data.Dataset` for the report, announces what it
+    left out, and fails every test that needs it with one message (no
+    traceback) when it cannot be loaded.
+    """
+
+    def fixture(request: pytest.FixtureRequest) -> Any:
+        from pytest_metatrace.data import Dataset, DatasetError
+        from pytest_metatrace.spec import resolve
+
+        config = request.config
+        state = _state(config)
+        context = DataContext(
+            settings=get_settings(config),
+            cache_dir=cache_dir(config),
+            dataset_registry=state.dataset_registry(config),
+            progress=make_progress(config),
+        )
+        try:
+            data = resolve(spec.load)(context)
+        except (DatasetError, ValueError, OSError) as exc:
+            _fail(f"cannot load {spec.description}: {exc}")
+        if isinstance(data, Dataset):
+            state.datasets[data.id] = data.describe()
+        if data is not None:
+            announce_data(config, data)
+        return data
+
+    fixture.__name__ = spec.fixture
+    fixture.__doc__ = f"{spec.description[:1].upper()}{spec.description[1:]} (audit {audit})."
+    return pytest.fixture(scope="session", name=spec.fixture)(fixture)
 
 
 @pytest.fixture(scope="session")
@@ -153,24 +206,30 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
 
     config = request.config
     state = _state(config)
+    settings = get_settings(config)
     emb = state.embeddings.get(metatrace_encoder.id)
     if emb is None:
-        workers = get_option(config, "workers")
-        if get_option(config, "store") is not None or get_option(config, "ray") is not None:
-            _check_ray_extra(get_option(config, "ray") is not None)
+        if settings.store is not None or settings.ray is not None:
+            _check_ray_extra(settings.ray is not None)
+
+        def describe(dataset: Dataset) -> None:
+            # Every dataset the audits embed appears in the report (views of pairs too).
+            state.datasets.setdefault(dataset.id, dataset.describe())
+
         emb = Embeddings(
             metatrace_encoder,
             cache_dir=cache_dir(config),
-            seed=get_option(config, "seed"),
-            test_fraction=get_option(config, "test-fraction"),
-            mask_ratio=get_option(config, "mask-ratio"),
-            batch_size=get_option(config, "batch-size"),
-            num_workers=None if workers < 0 else workers,
-            max_pixels=get_option(config, "max-pixels"),
+            seed=settings.seed,
+            test_fraction=settings.test_fraction,
+            mask_ratio=settings.mask_ratio,
+            batch_size=settings.batch_size,
+            num_workers=None if settings.workers < 0 else settings.workers,
+            max_pixels=settings.max_pixels,
             progress=make_progress(config),
-            store_url=get_option(config, "store"),
-            ray_address=get_option(config, "ray"),
+            store_url=settings.store,
+            ray_address=settings.ray,
             encoder_factory=_encoder_factory(config, metatrace_encoder),
+            on_dataset=describe,
         )
         state.embeddings[metatrace_encoder.id] = emb
     return emb
@@ -191,7 +250,8 @@ def _check_ray_extra(need_ray: bool) -> None:
 
 def _encoder_factory(config: pytest.Config, encoder: Encoder) -> Callable[[], Encoder] | None:
     """How a Ray actor rebuilds ``encoder`` (same spec and options), or None without Ray."""
-    if get_option(config, "ray") is None:
+    settings = get_settings(config)
+    if settings.ray is None:
         return None
     import functools
 
@@ -203,20 +263,34 @@ def _encoder_factory(config: pytest.Config, encoder: Encoder) -> Callable[[], En
         device=encoder.device.type,
         precision=encoder.precision,
         memory_format=encoder.memory_format,
-        resize_policy=get_option(config, "resize-policy"),
+        resize_policy=settings.resize_policy,
         registry=_state(config).encoder_registry(config),
         cache_dir=cache_dir(config) / "weights",
     )
 
 
 class Recorder:
-    """Stores records of the current test and gates them against thresholds."""
+    """Stores records of the current test and gates them against thresholds.
+
+    A gate that failed fails its test even when the test never calls
+    :meth:`assert_gates` (the plugin checks :attr:`unasserted` when the test
+    ends): no gate passes by mistake. A record recorded or gated twice is
+    reported once.
+    """
 
     def __init__(self, item: pytest.Item, state: ProcessState) -> None:
         self._item = item
         self._state = state
         self.records: list[Record] = []
         self.failures: list[GateOutcome | BaselineComparison] = []
+        self._asserted = 0  #: failures[:_asserted] were reported by assert_gates
+        self._gated: dict[tuple[int, str], GateOutcome | None] = {}
+        self._properties: dict[int, int] = {}  #: id(record) -> its user_properties index
+
+    @property
+    def unasserted(self) -> list[GateOutcome | BaselineComparison]:
+        """Failed gates that no :meth:`assert_gates` call has reported yet."""
+        return self.failures[self._asserted :]
 
     def _attach(self, name: str, payload: dict[str, Any]) -> None:
         self._item.user_properties.append((name, json.dumps(payload, sort_keys=True)))
@@ -239,11 +313,18 @@ class Recorder:
             "worker": self._state.worker_id,
             "encoder_fingerprint": enc.get("fingerprint") if enc else None,
             "dataset_fingerprint": ds.get("fingerprint") if ds else None,
-            "seed": get_option(self._item.config, "seed"),
+            "seed": get_settings(self._item.config).seed,
             "versions": self._state.versions(),
         }
         record.provenance = {**prov, **record.provenance}
-        self._attach(PROP_RECORD, record.to_dict())
+        entry = (PROP_RECORD, json.dumps(record.to_dict(), sort_keys=True))
+        index = self._properties.get(id(record))
+        if index is not None:  # recorded again (e.g. gated after recording): replace, not add
+            self._item.user_properties[index] = entry
+            self._item.user_properties[index + 1] = junit_property(record)
+            return record
+        self._properties[id(record)] = len(self._item.user_properties)
+        self._item.user_properties.append(entry)
         self._item.user_properties.append(junit_property(record))
         self.records.append(record)
         return record
@@ -262,9 +343,14 @@ class Recorder:
     def gate(self, record: Record, key: str, *, what: str) -> GateOutcome | None:
         """Resolve ``key``'s threshold, attach the outcome to ``record`` and record it.
 
-        Does not fail the test by itself; call :meth:`assert_gates` after the
-        last gate so that one test reports all of its failing gates at once.
+        Does not fail the test by itself: call :meth:`assert_gates` after the
+        last gate so that one test reports all of its failing gates at once
+        (a test that forgets fails anyway when it ends). Gating the same
+        record under the same key again returns the first outcome.
         """
+        done = (id(record), key)
+        if done in self._gated:
+            return self._gated[done]
         resolved = resolve_threshold(key, self._threshold_sources())
         try:
             record.gate = evaluate_gate(record, key, resolved, what=what)
@@ -272,6 +358,7 @@ class Recorder:
             raise pytest.UsageError(f"{key}: {exc}") from None
         compared = gate_against_baseline(self._item.config, record, key, what=what)
         self(record)
+        self._gated[done] = record.gate
         if record.gate is not None and not record.gate.passed:
             self.failures.append(record.gate)
         if compared is not None and not compared.passed:
@@ -281,6 +368,7 @@ class Recorder:
     def assert_gates(self) -> None:
         """Fail the test (without a traceback) if any gate of it failed."""
         if self.failures:
+            self._asserted = len(self.failures)
             pytest.fail("\n\n".join(g.message for g in self.failures), pytrace=False)
 
 

@@ -1,26 +1,28 @@
-"""Which gate keys exist, and which threshold values make sense for them (issue 8, items 1-2).
+"""Which gate keys exist, and which threshold values make sense for them.
 
 A threshold whose key matches no gate would be ignored silently, and one
 whose value can never be exceeded (``1.5`` for an accuracy, ``inf``, ``nan``)
 would pass every encoder: both are usage errors at start.
 
-*Known keys.* An audit declares the gate keys it can produce with the
-``metatrace_gates`` marker, one shell pattern per key or family of keys::
+*Known keys.* A test module says which registered audit it is with the
+``metatrace_audit`` marker (the audit's spec lists its gate keys), or
+declares the gate keys it can produce with the ``metatrace_gates`` marker,
+one shell pattern per key or family of keys::
 
+    pytestmark = pytest.mark.metatrace_audit("processing_probe")
     pytestmark = pytest.mark.metatrace_gates("mycheck.accuracy", "mycheck.gap.*")
 
-The keys of the built-in audits (:func:`builtin_gate_keys`) are always known,
-so an ini file that sets thresholds for every audit still works when one
-audit file runs alone. A collected test that uses ``metatrace_record`` but
-declares no keys could gate anything: then unknown keys are not checked
-(values still are); the marker brings the check back.
+The keys of every registered audit are always known, so an ini file that
+sets thresholds for every audit still works when one audit file runs alone.
+A collected test that uses ``metatrace_record`` but declares neither could
+gate anything: then unknown keys are not checked (values still are); a
+marker brings the check back.
 
-*Value ranges*, per kind of key (:data:`KEY_KINDS`): accuracies and
-agreements are fractions in [0, 1]; ``chance+X`` (those two only) needs X in
-[-1, 1]; a pattern spanning several kinds gets the widest range; kNN and recall
-gaps are differences of fractions in [-1, 1]; the retrieval margin gap is a
-difference of cosine similarities in [-2, 2]; drifts are cosine distances in
-[0, 2]. Keys of user audits only need a finite value.
+*Value ranges* come from the audits' gate families
+(:class:`~pytest_metatrace.spec.GateFamily`): e.g. accuracies and agreements
+are fractions in [0, 1] and take ``chance+X`` with X in [-1, 1]; gaps of
+fractions lie in [-1, 1]; a pattern spanning several families gets the
+widest range. Keys of user audits without a spec only need a finite value.
 
 This module is imported at plugin load: pytest and the stdlib only.
 """
@@ -31,24 +33,21 @@ import difflib
 import fnmatch
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 import pytest
 
 from pytest_metatrace.gating import (
-    DEFAULT_THRESHOLDS,
     ThresholdError,
     ThresholdSpec,
     parse_threshold,
     parse_threshold_lines,
 )
+from pytest_metatrace.spec import GateFamily
 
 __all__ = [
+    "AUDIT_MARKER",
     "GATE_MARKER",
-    "KEY_KINDS",
     "SESSION_THRESHOLDS",
-    "KeyKind",
-    "builtin_gate_keys",
     "check_collected_thresholds",
     "check_threshold_keys",
     "check_threshold_value",
@@ -59,56 +58,10 @@ __all__ = [
 
 #: The marker with which an audit declares the gate keys it produces.
 GATE_MARKER = "metatrace_gates"
+#: The marker with which a test module says which registered audit it is.
+AUDIT_MARKER = "metatrace_audit"
 
 _WILD = "*?["
-
-
-@dataclass(frozen=True)
-class KeyKind:
-    """What a family of gate keys measures, and the thresholds that make sense for it."""
-
-    pattern: str  #: shell pattern of the keys of this kind
-    measures: str  #: what the value is, for messages
-    low: float  #: smallest sensible absolute threshold
-    high: float  #: largest sensible absolute threshold
-    chance: bool  #: whether ``chance+X`` applies (records with a chance level)
-
-
-#: Kinds of the built-in gate keys (and of the acquisition audit's, being merged).
-KEY_KINDS: tuple[KeyKind, ...] = (
-    KeyKind("probe.*", "an accuracy (a fraction)", 0.0, 1.0, True),
-    KeyKind("agreement.*", "an agreement (a fraction)", 0.0, 1.0, True),
-    KeyKind("knn.*", "a gap between two accuracies", -1.0, 1.0, False),
-    KeyKind("retrieval.recall_gap", "a gap between two recalls", -1.0, 1.0, False),
-    KeyKind("retrieval.margin_gap", "a gap between two cosine similarities", -2.0, 2.0, False),
-    KeyKind("drift.*", "a cosine distance", 0.0, 2.0, False),
-)
-
-
-def builtin_gate_keys(family: str | None = None) -> tuple[str, ...]:
-    """Every gate key the built-in audits can produce; ``family`` narrows it.
-
-    Families: ``probe`` (processing probes), ``knn``, ``drift``, ``retrieval``
-    and ``acquisition`` (``probe.<target>`` and ``agreement.<target>``).
-    """
-    from pytest_metatrace.processing.groups import PARAMETER_GROUPS  # stdlib-only module
-
-    groups = list(PARAMETER_GROUPS)
-    classes = sorted({c for g in PARAMETER_GROUPS.values() for c in g.classes})
-    keys = {
-        "probe": [f"probe.{g}" for g in groups],
-        "knn": [f"knn.{g}.{m}" for g in groups for m in ("pos_same_gap", "neg_same_gap")],
-        "drift": [f"drift.{c}" for c in classes],
-        "retrieval": ["retrieval.recall_gap", "retrieval.margin_gap"],
-    }
-    if family in (None, "acquisition"):
-        from pytest_metatrace.analysis.acquisition import TARGETS  # numpy: only when asked
-
-        kinds = ("probe", "agreement")
-        keys["acquisition"] = [f"{kind}.{t}" for kind in kinds for t in TARGETS]
-    if family is not None:
-        return tuple(keys[family])
-    return tuple(k for family_keys in keys.values() for k in family_keys)
 
 
 def _literal_prefix(pattern: str) -> str:
@@ -134,15 +87,20 @@ def _where(source: str, pattern: str, spec: ThresholdSpec) -> str:
     }.get(source, f"{source}: {pattern}={spec.text}")
 
 
-def check_threshold_value(pattern: str, spec: ThresholdSpec, source: str) -> None:
-    """Raise :class:`ThresholdError` for a non-finite or out-of-range threshold of ``pattern``."""
+def check_threshold_value(
+    pattern: str, spec: ThresholdSpec, source: str, families: Sequence[GateFamily]
+) -> None:
+    """Raise :class:`ThresholdError` for a non-finite or out-of-range threshold of ``pattern``.
+
+    ``families`` are the registered audits' gate families (their ranges).
+    """
     where = _where(source, pattern, spec)
     if not math.isfinite(spec.value):
         raise ThresholdError(
             f"{where}: the threshold must be a finite number, got {spec.text!r}; a gate with "
             "an infinite or NaN threshold can never fail"
         )
-    kinds = [k for k in KEY_KINDS if patterns_overlap(pattern, k.pattern)]
+    kinds = [k for k in families if patterns_overlap(pattern, k.pattern)]
     if not kinds:
         return  # a user audit's key: any finite value
     if spec.relative_to_chance:
@@ -150,9 +108,12 @@ def check_threshold_value(pattern: str, spec: ThresholdSpec, source: str) -> Non
         # a probe test) is fine when any of them has a chance level.
         if not any(k.chance for k in kinds):
             names = ", ".join(k.pattern for k in kinds)
+            with_chance = ", ".join(
+                sorted({k.pattern.split(".")[0] + ".*" for k in families if k.chance})
+            )
             raise ThresholdError(
-                f"{where}: chance+X applies to accuracies (probe.*, agreement.*) only, but "
-                f"this key matches {names}, which has no chance level; give an absolute value"
+                f"{where}: chance+X applies to keys with a chance level ({with_chance}) only, "
+                f"but this key matches {names}, which has none; give an absolute value"
             )
         if not -1.0 <= spec.value <= 1.0:
             raise ThresholdError(
@@ -206,11 +167,16 @@ SESSION_THRESHOLDS = pytest.StashKey[tuple[_Table, _Table, _Table]]()
 def session_thresholds(config: pytest.Config) -> tuple[_Table, _Table, _Table]:
     """The (command line, ini, default) thresholds, parsed and value-checked once per session.
 
+    The defaults are the registered audits' (their specs' gate families).
     Raises :class:`pytest.UsageError` (exit status 4) on a bad line or value.
     """
+    from pytest_metatrace.registry import session_registry
+
     cached = config.stash.get(SESSION_THRESHOLDS, None)
     if cached is not None:
         return cached
+    registry = session_registry(config)
+    families = registry.gates()
     try:
         cli = parse_threshold_lines(
             config.getoption("metatrace_threshold", default=None) or [], "--metatrace-threshold"
@@ -218,10 +184,10 @@ def session_thresholds(config: pytest.Config) -> tuple[_Table, _Table, _Table]:
         ini = parse_threshold_lines(config.getini("metatrace_threshold") or [], "ini")
         for source, table in (("command line", cli), ("ini", ini)):
             for pattern, spec in table.items():
-                check_threshold_value(pattern, spec, source)
+                check_threshold_value(pattern, spec, source, families)
     except ThresholdError as exc:
         raise pytest.UsageError(str(exc)) from None
-    defaults = {k: parse_threshold(v) for k, v in DEFAULT_THRESHOLDS.items()}
+    defaults = {k: parse_threshold(v) for k, v in registry.default_thresholds().items()}
     config.stash[SESSION_THRESHOLDS] = (cli, ini, defaults)
     return cli, ini, defaults
 
@@ -243,10 +209,16 @@ def check_collected_thresholds(config: pytest.Config, items: Sequence[pytest.Ite
 
     Called at collection, before ``-k`` / ``-m`` deselect anything, so a key
     of an audit left out by ``-k`` is still known. Raises
-    :class:`pytest.UsageError` on an unknown key or a bad marker value.
+    :class:`pytest.UsageError` on an unknown key, an unknown audit name or a
+    bad marker value.
     """
+    from pytest_metatrace.registry import session_registry
+    from pytest_metatrace.spec import AuditSpecError
+
+    registry = session_registry(config)
+    families = registry.gates()
     cli, ini, _ = session_thresholds(config)
-    known: set[str] = set()
+    known: set[str] = set(registry.gate_keys())
     undeclared: list[str] = []
     markers: list[tuple[str, _Table]] = []
     try:
@@ -254,20 +226,22 @@ def check_collected_thresholds(config: pytest.Config, items: Sequence[pytest.Ite
             for mark in item.iter_markers("metatrace_threshold"):
                 table = marker_thresholds(mark)
                 for pattern, spec in table.items():
-                    check_threshold_value(pattern, spec, "marker")
+                    check_threshold_value(pattern, spec, "marker", families)
                 markers.append(("marker", table))
             declared = [str(p) for m in item.iter_markers(GATE_MARKER) for p in m.args]
+            audits = [str(a) for m in item.iter_markers(AUDIT_MARKER) for a in m.args]
+            for name in audits:
+                declared.extend(registry.gate_keys(name))
             known.update(declared)
-            if not declared and "metatrace_record" in getattr(item, "fixturenames", ()):
+            if not (declared or audits) and "metatrace_record" in getattr(item, "fixturenames", ()):
                 undeclared.append(item.nodeid)
-    except ThresholdError as exc:
+    except (ThresholdError, AuditSpecError) as exc:
         raise pytest.UsageError(f"{exc}") from None
     tolerances = _tolerance_table(config)
     given = [cli, ini, *(t for _, t in markers), *(t for _, t in tolerances)]
     if undeclared or not any(given):
         # A test that records without declaring its keys could gate any key.
         return
-    known.update(builtin_gate_keys())
     try:
         check_threshold_keys(
             [("command line", cli), ("ini", ini), *markers, *tolerances], sorted(known)
@@ -278,10 +252,10 @@ def check_collected_thresholds(config: pytest.Config, items: Sequence[pytest.Ite
 
 def _tolerance_table(config: pytest.Config) -> list[tuple[str, _Table]]:
     from pytest_metatrace.baseline import BaselineError, parse_tolerances
-    from pytest_metatrace.options import get_option
+    from pytest_metatrace.settings import get_settings
 
     try:
-        pairs = parse_tolerances(get_option(config, "baseline-tolerance") or [])
+        pairs = parse_tolerances(get_settings(config).baseline_tolerance)
     except BaselineError:
         return []  # reported by the baseline's own check
     table = {p: ThresholdSpec(f"{v:g}", v, False) for p, v in pairs}

@@ -8,7 +8,8 @@ A threshold has a *key* (``probe.jpeg``, ``knn.sharpening.pos_same_gap``,
 
 Sources, highest priority first: ``--metatrace-threshold KEY=VALUE`` on the
 command line, a ``metatrace_threshold`` marker on the test, the
-``metatrace_threshold`` ini lines, then the built-in defaults below. Keys may
+``metatrace_threshold`` ini lines, then the defaults the audits declare in
+their specs (:class:`~pytest_metatrace.spec.GateFamily`, each with its reason). Keys may
 use shell wildcards (``probe.*``); the most specific matching pattern of the
 highest-priority source wins (an exact key beats any wildcard).
 
@@ -27,10 +28,10 @@ import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_metatrace._format import format_measure as _fmt
 from pytest_metatrace.results import GateOutcome, Record
 
 __all__ = [
-    "DEFAULT_THRESHOLDS",
     "ThresholdError",
     "ThresholdSpec",
     "evaluate_gate",
@@ -43,47 +44,6 @@ __all__ = [
 class ThresholdError(ValueError):
     """A threshold that cannot be parsed; the message shows the accepted forms."""
 
-
-#: Built-in thresholds and why (README "Thresholds" repeats this table).
-#: Probes - the paper (Sec. 3.1, Fig. 4) finds CLIP-type encoders above 80% on
-#: JPEG, sharpening and resizing, and self-supervised DINO/DINOv2 the weakest;
-#: the defaults sit between, so CLIP-level traces fail and weak ones pass.
-#: Interpolation is the hardest parameter everywhere, hence the lower bar.
-#: kNN gaps - a processing change should not move semantic kNN accuracy by
-#: more than 5 points in either direction (paper Sec. 4.1, Fig. 8).
-#: Retrieval gaps (different - same databases, docs/protocol.md §6) - the paper
-#: (Sec. 4.2, Fig. 10) sees CLIP-type encoders fall from near-perfect recall@1
-#: to below 0.85, a gap above 0.15; a gap of 0.10 is a trace a near-duplicate
-#: search feels (one query in ten lost to a same-camera photo). The margin gap
-#: is in cosine similarity: 0.05 is a sixth of lite0's mean whole-frame City100
-#: margin (0.30); lite0's gaps are 0.004-0.009 on whole frames and 0.04-0.08 on
-#: the 2% centre crops of the harder protocol (bench/README.md).
-#: Acquisition probes - on centre-masked photos CLIP-type encoders tell a phone
-#: from a camera at >70% against 50% chance (paper Sec. 3.2, Fig. 6); 0.65
-#: fails that level and passes encoders near chance. The other targets get the
-#: same gain over their own chance (chance+0.15).
-#: Neighbour agreement at k = 10 - Table 2: CLIP ViT-L/14@336 70.1% (about 20
-#: points over chance), SigLIP 58.6%, DINO 58.0%, ConvNeXt-L 56.8%, DINOv2
-#: 54.0%; chance+0.10 fails CLIP-level agreement and passes the others.
-DEFAULT_THRESHOLDS: Mapping[str, str] = {
-    "probe.jpeg": "0.60",
-    "probe.sharpening": "0.70",
-    "probe.resizing": "0.70",
-    "probe.interpolation": "0.50",
-    "knn.*.pos_same_gap": "0.05",
-    "knn.*.neg_same_gap": "0.05",
-    "retrieval.recall_gap": "0.10",
-    "retrieval.margin_gap": "0.05",
-    "probe.smartphone": "0.65",
-    "probe.make": "chance+0.15",
-    "probe.model": "chance+0.15",
-    "probe.model_smartphone": "chance+0.15",
-    "probe.exposure": "chance+0.15",
-    "probe.aperture": "chance+0.15",
-    "probe.iso": "chance+0.15",
-    "probe.focal_length": "chance+0.15",
-    "agreement.*": "chance+0.10",
-}
 
 _SOURCE_ORDER = ("command line", "marker", "ini", "default")
 
@@ -175,8 +135,13 @@ def resolve_threshold(
     return None
 
 
-def _fmt(value: float, unit: str) -> str:
-    return f"{100 * value:.1f}%" if unit == "fraction" else f"{value:.4g}"
+def _value_forms(record: Record) -> str:
+    """The threshold forms that make sense for ``record``'s unit and chance level."""
+    if record.unit != "fraction":
+        return f"a number in {record.unit}, e.g. 0.05"
+    if record.chance is None:
+        return "0.1 or 10%, in the record's unit"
+    return "0.6, 60%, or chance+0.3"
 
 
 def evaluate_gate(
@@ -199,10 +164,8 @@ def evaluate_gate(
         compared_value = float(record.interval["low"])
         compared = "interval low"
         level = float(record.interval.get("level", 0.95))
-        measured = (
-            f"{_fmt(record.value, unit)} ({100 * level:.0f}% CI "
-            f"{_fmt(record.interval['low'], unit)} to {_fmt(record.interval['high'], unit)}"
-        )
+        low, high = (_fmt(record.interval[k], unit) for k in ("low", "high"))
+        measured = f"{_fmt(record.value, unit)} ({100 * level:.0f}% CI {low} to {high}"
     else:
         compared_value = float(record.value)
         compared = "value"
@@ -230,7 +193,7 @@ def evaluate_gate(
         f"  To change it: --metatrace-threshold {key}=VALUE on the command line, a line "
         f"`{key} = VALUE` under `metatrace_threshold` in your ini file, or "
         f'@pytest.mark.metatrace_threshold({{"{key}": VALUE}}) on the test '
-        "(VALUE: 0.6, 60%, or chance+0.3)."
+        f"(VALUE: {_value_forms(record)})."
     )
     return GateOutcome(
         key=key,

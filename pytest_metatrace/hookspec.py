@@ -4,13 +4,19 @@ Implement them in a ``conftest.py`` or a plugin::
 
     def pytest_metatrace_register_encoders(registry):
         registry.register("my_model", make_my_model, description="in-house ViT-S")
+
+    def pytest_metatrace_register_audits(registry):
+        registry.register(MY_AUDIT_SPEC)
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+hookspec = pytest.hookspec
 
 
 def pytest_metatrace_register_encoders(registry: Any) -> None:
@@ -30,8 +36,30 @@ def pytest_metatrace_register_datasets(registry: Any) -> None:
     """
 
 
+@hookspec(historic=True)
+def pytest_metatrace_register_audits(registry: Any) -> None:
+    """Register audit specs (:class:`pytest_metatrace.AuditSpec`) with ``registry.register(spec)``.
+
+    Called while pytest reads its options, for plugins and for the initial
+    conftest files (rootdir, testpaths), so that a spec's options get their
+    ``--metatrace-*`` flags and ini keys. An installed package can register
+    instead through the ``pytest_metatrace.audits`` entry-point group.
+    """
+
+
 def pytest_metatrace_records(records: list[dict[str, Any]], config: pytest.Config) -> None:
     """Called once at the end of the session with every record (as dicts), before the report.
 
     Use it to send results elsewhere (a dashboard, a baseline store).
+    """
+
+
+def pytest_metatrace_report(
+    document: dict[str, Any], paths: dict[str, Path], config: pytest.Config
+) -> None:
+    """Called once at the end of the session, after the report files are written.
+
+    ``document`` is the results document (the ``--metatrace-json`` content);
+    ``paths`` maps what was written (``html``, ``json``, ``baseline``) to where.
+    Use it to publish the report (an artifact store, a pull-request comment).
     """

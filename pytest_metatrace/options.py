@@ -1,10 +1,17 @@
-"""Every ``--metatrace-*`` option in one table, each with its ini twin.
+"""How an option is declared, added to pytest and resolved.
 
-One helper, :func:`get_option`, resolves a value as command line > ini file >
-environment > default, and converts it to the option's type with an error
-message that names the option. Knobs that only an environment variable sets
-(they act before pytest's configuration exists, e.g. in loader processes) are
-rows of the same table with ``env_only=True``, read by :func:`env_value`.
+Every ``--metatrace-*`` option is declared once, as a field of a frozen
+settings dataclass made with :func:`option`: the core options are the fields of
+:class:`pytest_metatrace.settings.Settings`; an audit's own options are the
+fields of its spec's settings class (``AuditSpec.settings``). :func:`options_of`
+reads the :class:`Option` rows back from such a class; :func:`add_options`
+gives each a command-line flag and an ini twin; :func:`resolve_option` resolves
+one value as command line > ini file > environment > default and converts it
+to the option's type, with an error that names the option and the source at
+fault. Knobs that only an environment variable sets (they act before pytest's
+configuration exists, e.g. in loader processes) are options with
+``env_only=True``, read by :func:`env_value`.
+
 This module is imported at plugin load: stdlib only.
 """
 
@@ -12,57 +19,85 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 import pytest
 
 __all__ = [
-    "OPTIONS",
     "Option",
     "add_options",
+    "boolean",
+    "crop_area",
+    "device",
     "env_value",
-    "get_option",
-    "resolved_options",
+    "fraction",
+    "non_negative_int",
+    "option",
+    "options_of",
+    "positive_int",
+    "resolve_option",
+    "seed",
+    "unit_interval",
 ]
 
+_META = "metatrace_option"
 
-def _positive_int(text: str) -> int:
+
+# --------------------------------------------------------------------------------------
+# Converters: text -> value, ValueError with the reason
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
     value = int(text)
     if value < 1:
         raise ValueError("must be a positive integer")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """An integer of at least 0."""
     value = int(text)
     if value < 0:
         raise ValueError("must be zero or a positive integer")
     return value
 
 
-def _fraction(text: str) -> float:
+def seed(text: str) -> int:
+    """A seed numpy, torch and scikit-learn all accept: 0 to 2**32 - 1."""
+    value = int(text)
+    if not 0 <= value <= 2**32 - 1:
+        raise ValueError("must be an integer from 0 to 4294967295 (2**32 - 1)")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number strictly between 0 and 1."""
     value = float(text)
     if not 0.0 < value < 1.0:
         raise ValueError("must lie strictly between 0 and 1")
     return value
 
 
-def _unit_interval(text: str) -> float:
+def unit_interval(text: str) -> float:
+    """A number from 0 to 1."""
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise ValueError("must lie in [0, 1]")
     return value
 
 
-def _crop_area(text: str) -> float:
+def crop_area(text: str) -> float:
+    """A share of an image's area kept by a crop, in (0, 1]."""
     value = float(text)
     if not 0.0 < value <= 1.0:
         raise ValueError("must lie in (0, 1]: the share of the area kept")
     return value
 
 
-def _device(text: str) -> str:
+def device(text: str) -> str:
+    """A torch device name; an explicit GPU choice is checked against torch now."""
     from pytest_metatrace._device import DEVICE_PATTERN
 
     if not DEVICE_PATTERN.match(text):
@@ -76,13 +111,18 @@ def _device(text: str) -> str:
     return text
 
 
-def _bool(text: str) -> bool:
+def boolean(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``."""
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("must be true or false")
+
+
+# --------------------------------------------------------------------------------------
+# Declaration
 
 
 @dataclass(frozen=True)
@@ -93,12 +133,14 @@ class Option:
     help: str  #: help text shown by ``pytest --help``
     default: Any  #: value when neither the command line nor the ini file sets it
     convert: Callable[[str], Any] = str  #: text -> value; raises ValueError with a reason
-    multiple: bool = False  #: repeatable on the command line, a line list in ini
+    multiple: bool = False  #: repeatable on the command line, a line list in ini (a tuple)
     choices: tuple[str, ...] | None = None  #: allowed values, if closed
     metavar: str = "VALUE"  #: placeholder in help
     flag: bool = False  #: a store_true switch (ini: true/false)
     env: str | None = None  #: environment variable consulted between ini and default
     env_only: bool = False  #: no command-line flag or ini key: only ``env`` sets it
+    #: changes what a number means: a baseline must have been measured with the same value
+    protocol: bool = False
 
     @property
     def cli(self) -> str:
@@ -107,8 +149,13 @@ class Option:
 
     @property
     def dest(self) -> str:
-        """The argparse destination."""
-        return "metatrace_" + self.name.replace("-", "_")
+        """The argparse destination (and the settings attribute, ``metatrace_`` aside)."""
+        return "metatrace_" + self.attr
+
+    @property
+    def attr(self) -> str:
+        """The settings attribute: the name with ``_`` for ``-``."""
+        return self.name.replace("-", "_")
 
     @property
     def ini(self) -> str:
@@ -116,270 +163,84 @@ class Option:
         return self.dest
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "encoder",
-        "encoder spec to audit; repeatable. Forms: lite0 (built-in default), timm:NAME[@TAG|FILE], "
-        "open_clip:ARCH@TAG|FILE, hf:HUB_ID|DIR, onnx:FILE, py:MODULE:CALLABLE, or a "
-        "registered name "
-        "(see --metatrace-list-encoders)",
-        ["lite0"],
-        multiple=True,
-        metavar="SPEC",
-    ),
-    Option(
-        "data",
-        "dataset to audit on; repeatable: 'demo' (built-in photos), an image folder (one "
-        "sub-folder "
-        "per class), a CSV manifest (path,label[,group,metadata...]) or a registered name",
-        ["demo"],
-        multiple=True,
-        metavar="SPEC",
-    ),
-    Option(
-        "device",
-        "torch device for embedding and analyses: auto (CUDA when present), cpu, cuda, cuda:N",
-        "auto",
-        _device,
-        metavar="DEVICE",
-    ),
-    Option(
-        "precision",
-        "embedding precision: auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16",
-        "auto",
-        choices=("auto", "fp32", "bf16", "fp16"),
-    ),
-    Option("batch-size", "images per forward pass", 64, _positive_int, metavar="N"),
-    Option(
-        "workers",
-        "DataLoader worker processes that decode and process images (0 = in the main process; "
-        "default: 0 on CPU, where the forward pass needs every core; one per core, at most 8, "
-        "on CUDA)",
-        -1,
-        _non_negative_int,
-        metavar="N",
-    ),
-    Option(
-        "resize-policy",
-        "encoder resize before the crop: native (the encoder's own crop_pct) or crop-size "
-        "(shorter side straight to the crop size, as the paper's research code)",
-        "native",
-        choices=("native", "crop-size"),
-    ),
-    Option(
-        "mask-ratio",
-        "share of the crop's area blacked out by center masking in acquisition audits "
-        "(paper text 0.90, research code 0.95)",
-        0.90,
-        _unit_interval,
-        metavar="RATIO",
-    ),
-    Option("seed", "base seed for splits, processing draws and probes", 0, int, metavar="N"),
-    Option(
-        "test-fraction",
-        "share of each class held out as the test split",
-        0.5,
-        _fraction,
-        metavar="FRACTION",
-    ),
-    Option(
-        "max-pixels",
-        "refuse (skip and list) images larger than this many pixels instead of decoding them",
-        100_000_000,
-        _positive_int,
-        metavar="N",
-    ),
-    Option(
-        "cache-dir",
-        "where embeddings and image checks are cached (default: .metatrace_cache under rootdir, "
-        "or $METATRACE_CACHE_DIR)",
-        None,
-        metavar="DIR",
-        env="METATRACE_CACHE_DIR",
-    ),
-    Option(
-        "store",
-        "shared embedding store: a directory or fsspec URL (s3://, gs://, a network file "
-        "system) holding content-addressed Parquet shards, safe for many writers on many "
-        "machines (needs the 'ray' extra); default: the local SQLite cache under the cache dir",
-        None,
-        metavar="URL",
-    ),
-    Option(
-        "ray",
-        "compute missing embeddings as a Ray Data job on this cluster: 'auto' joins a running "
-        "local cluster or starts one, an address joins that cluster (as ray.init does); "
-        "needs the 'ray' extra",
-        None,
-        metavar="ADDRESS",
-    ),
-    Option(
-        "report",
-        "where to write the HTML audit report (relative to the current directory, like "
-        "--junitxml and --metatrace-json); 'none' to skip it",
-        "reports/metatrace.html",
-        metavar="PATH",
-    ),
-    Option(
-        "json",
-        "also write every record with its provenance to this JSON file (relative to the "
-        "current directory, like --junitxml)",
-        None,
-        metavar="PATH",
-    ),
-    Option(
-        "threshold",
-        "gate threshold KEY=VALUE, repeatable (e.g. probe.jpeg=0.6, probe.*=chance+0.3, "
-        "knn.jpeg.pos_same_gap=0.05); overrides ini and markers",
-        [],
-        multiple=True,
-        metavar="KEY=VALUE",
-    ),
-    Option(
-        "save-baseline",
-        "at the end of the run, save every record (with intervals and per-image scores), the "
-        "encoder fingerprints and the protocol settings to this baseline file (relative to the "
-        "current directory)",
-        None,
-        metavar="PATH",
-    ),
-    Option(
-        "baseline",
-        "compare every gated record with this baseline file: a gate fails when the trace grew "
-        "significantly (lower end of the 95 percent interval of candidate - baseline, paired "
-        "over the same test images, above the tolerance)",
-        None,
-        metavar="PATH",
-    ),
-    Option(
-        "baseline-tolerance",
-        "allowed growth against the baseline, in the record's unit: VALUE for every gate or "
-        "KEY=VALUE (wildcards allowed), repeatable (default 0)",
-        [],
-        multiple=True,
-        metavar="[KEY=]VALUE",
-    ),
-    Option(
-        "probe-mode",
-        "linear-probe trainer: protocol (SGD, 30-trial search, 100 epochs) or lbfgs (faster, "
-        "not the protocol)",
-        "protocol",
-        choices=("protocol", "lbfgs"),
-    ),
-    Option("probe-seeds", "seeds of the training draw in processing probes", 10, _positive_int),
-    Option("probe-trials", "hyper-parameter trials of the probe search", 30, _positive_int),
-    Option("probe-epochs", "probe training epochs", 100, _positive_int),
-    Option("knn-k", "neighbours voting in the kNN semantic-influence audit", 10, _positive_int),
-    Option(
-        "malloc-tuning",
-        "tune glibc malloc for inference (no trimming, no mmap) in embedding processes; "
-        "METATRACE_MALLOC_TUNING=0 turns it off",
-        True,
-        _bool,
-        env="METATRACE_MALLOC_TUNING",
-        env_only=True,
-    ),
-    Option(
-        "progress-interval",
-        "seconds between progress lines when the output is not a terminal (a CI log)",
-        15.0,
-        float,
-        env="METATRACE_PROGRESS_INTERVAL",
-        env_only=True,
-    ),
-    Option(
-        "pairs",
-        "paired photos for the cross-camera retrieval audit: 'city100' (built-in camera/phone "
-        "pairs), a folder (<subject>/<camera type>.jpg), a CSV manifest (path,subject,camera) "
-        "or hf:OWNER/NAME[@SPLIT] (e.g. hf:CTU-OU/PairCams, needs the 'pairs' extra)",
-        "city100",
-        metavar="SPEC",
-    ),
-    Option(
-        "pairs-camera",
-        "map photo file names (or Hugging Face camera models) to camera types, PATTERN=TYPE, "
-        "repeatable, first match wins (e.g. 'iphone*=smartphone'); default: the file name's stem",
-        [],
-        multiple=True,
-        metavar="PATTERN=TYPE",
-    ),
-    Option(
-        "pairs-crop",
-        "the harder retrieval protocol: share of each photo's area kept by a centre crop of both "
-        "photos of a pair (1 disables it; whole frames saturate recall@1 on easy pairs)",
-        0.02,
-        _crop_area,
-        metavar="AREA",
-    ),
-    Option(
-        "acquisition-data",
-        "data of the acquisition audit: city100 (built-in camera/phone pairs), city100-samesize "
-        "(resize control: both sides at 840x600), or a CSV manifest / folder whose metadata "
-        "columns hold make, model, smartphone, exposure, aperture, iso, focal_length",
-        "city100",
-        metavar="SPEC",
-    ),
-    Option(
-        "exif-data",
-        "folder of photos straight from cameras and phones, labelled by their EXIF, for the "
-        "acquisition audit (first sub-folder = group, e.g. photographer); overrides "
-        "--metatrace-acquisition-data",
-        None,
-        metavar="DIR",
-    ),
-    Option(
-        "smartphone-table",
-        "CSV make,model,smartphone (model a regex, smartphone yes/no) whose rows take precedence "
-        "over the built-in smartphone table",
-        None,
-        metavar="CSV",
-    ),
-    Option(
-        "min-per-class",
-        "acquisition probes keep classes with at least this many images (paper: 5000)",
-        10,
-        _positive_int,
-        metavar="N",
-    ),
-    Option(
-        "test-per-class",
-        "acquisition probes hold out this many test images per class (paper: 500; 0 = a quarter "
-        "of the smallest kept class)",
-        0,
-        _non_negative_int,
-        metavar="N",
-    ),
-    Option(
-        "sweep-data",
-        "labelled set of the mask sweep's semantic kNN curve ('none' to skip the sweep)",
-        "demo",
-        metavar="SPEC",
-    ),
-    Option(
-        "list-encoders",
-        "print the registered encoder names and spec forms, then exit",
-        False,
-        _bool,
-        flag=True,
-    ),
-)
+def option(
+    default: Any,
+    help: str,
+    *,
+    convert: Callable[[str], Any] = str,
+    multiple: bool = False,
+    choices: tuple[str, ...] | None = None,
+    metavar: str = "VALUE",
+    flag: bool = False,
+    env: str | None = None,
+    env_only: bool = False,
+    protocol: bool = False,
+) -> Any:
+    """A settings-dataclass field that is also a ``--metatrace-<field-name>`` option.
 
-_BY_NAME = {opt.name: opt for opt in OPTIONS}
+    The field's name gives the option's (``knn_k`` -> ``--metatrace-knn-k``,
+    ini ``metatrace_knn_k``); ``multiple`` options hold tuples. Use it in a
+    frozen dataclass: the core :class:`~pytest_metatrace.settings.Settings`, or
+    the ``settings`` class of an :class:`~pytest_metatrace.spec.AuditSpec`.
+    """
+    if multiple:
+        default = tuple(default)
+    info = {
+        "help": help,
+        "convert": convert,
+        "multiple": multiple,
+        "choices": choices,
+        "metavar": metavar,
+        "flag": flag,
+        "env": env,
+        "env_only": env_only,
+        "protocol": protocol,
+    }
+    return field(default=default, metadata={_META: info})
 
 
-def add_options(parser: pytest.Parser) -> None:
-    """Register every option and its ini twin under the ``metatrace`` group."""
-    env_only = ", ".join(f"{opt.env} ({opt.help})" for opt in OPTIONS if opt.env_only)
+_OPTIONS_OF: dict[type, tuple[Option, ...]] = {}
+
+
+def options_of(cls: type) -> tuple[Option, ...]:
+    """The :class:`Option` rows of a settings dataclass's :func:`option` fields, in order."""
+    cached = _OPTIONS_OF.get(cls)
+    if cached is not None:
+        return cached
+    if not is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass of option() fields")
+    out = []
+    for f in fields(cls):
+        info = f.metadata.get(_META)
+        if info is not None:
+            out.append(Option(name=f.name.replace("_", "-"), default=f.default, **info))
+    _OPTIONS_OF[cls] = tuple(out)
+    return _OPTIONS_OF[cls]
+
+
+# --------------------------------------------------------------------------------------
+# pytest wiring and resolution
+
+
+def _default_text(opt: Option) -> str:
+    if opt.default in (None, (), False):
+        return ""
+    if opt.multiple:
+        return f" (default: {', '.join(map(str, opt.default))})"
+    return f" (default: {opt.default})"
+
+
+def add_options(parser: pytest.Parser, options: Sequence[Option]) -> None:
+    """Register ``options`` and their ini twins under the ``metatrace`` group."""
+    env_only = ", ".join(f"{opt.env} ({opt.help})" for opt in options if opt.env_only)
     group = parser.getgroup(
         "metatrace",
-        "visual-encoder metadata-trace audits (pytest-metatrace); environment only: " + env_only,
+        "visual-encoder metadata-trace audits (pytest-metatrace)"
+        + (f"; environment only: {env_only}" if env_only else ""),
     )
-    for opt in OPTIONS:
+    for opt in options:
         if opt.env_only:
             continue
-        default_text = "" if opt.default in (None, [], False) else f" (default: {opt.default})"
-        if opt.multiple and isinstance(opt.default, list) and opt.default:
-            default_text = f" (default: {', '.join(map(str, opt.default))})"
         if opt.flag:
             group.addoption(
                 opt.cli, action="store_true", dest=opt.dest, default=None, help=opt.help
@@ -393,20 +254,15 @@ def add_options(parser: pytest.Parser) -> None:
             default=None,
             metavar=opt.metavar,
             choices=list(opt.choices) if opt.choices else None,
-            help=opt.help + default_text,
+            help=opt.help + _default_text(opt),
         )
         ini_type: Literal["linelist", "string"] = "linelist" if opt.multiple else "string"
-        parser.addini(
-            opt.ini,
-            opt.help + default_text,
-            type=ini_type,
-            default=None,
-        )
+        parser.addini(opt.ini, opt.help + _default_text(opt), type=ini_type, default=None)
 
 
 def _convert(opt: Option, raw: Any, source: str) -> Any:
     if opt.flag:
-        return raw if isinstance(raw, bool) else _bool(str(raw))
+        return raw if isinstance(raw, bool) else boolean(str(raw))
     values: Sequence[Any] = raw if opt.multiple else [raw]
     where = {"command line": opt.cli, "environment": f"environment variable {opt.env}"}.get(
         source, f"ini option {opt.ini}"
@@ -420,36 +276,40 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
             out.append(opt.convert(text))
         except ValueError as exc:
             raise pytest.UsageError(f"{where} = {text!r}: {exc}") from None
-    return out if opt.multiple else out[0]
+    return tuple(out) if opt.multiple else out[0]
 
 
-def get_option(config: pytest.Config, name: str) -> Any:
-    """Resolve one option: command line > ini file > environment > default, typed."""
-    opt = _BY_NAME[name]
+def resolve_option(config: pytest.Config, opt: Option) -> Any:
+    """One option's value: command line > ini file > environment > default, typed.
+
+    Raises :class:`pytest.UsageError` naming the flag, ini key or variable at fault.
+    """
     if opt.env_only:
-        return env_value(name)
+        return _env(opt)
     cli = config.getoption(opt.dest, default=None)
     if cli is not None:
         return _convert(opt, cli, "command line")
-    ini = config.getini(opt.ini)
+    try:
+        ini = config.getini(opt.ini)
+    except ValueError:  # an option added after the ini file was read (a late conftest)
+        ini = None
     if ini is not None and ini != []:
-        if opt.multiple:
-            return _convert(opt, list(ini), "ini file")
-        return _convert(opt, ini, "ini file")
+        return _convert(opt, list(ini) if opt.multiple else ini, "ini file")
     if opt.env and os.environ.get(opt.env):
         return _convert(opt, os.environ[opt.env], "environment")
-    return list(opt.default) if isinstance(opt.default, list) else opt.default
+    return opt.default
 
 
-def env_value(name: str) -> Any:
-    """Resolve an option from its environment variable alone: environment > default, typed."""
-    opt = _BY_NAME[name]
+def _env(opt: Option) -> Any:
     raw = os.environ.get(opt.env) if opt.env else None
     if raw is not None and raw.strip():
         return _convert(opt, raw, "environment")
-    return list(opt.default) if isinstance(opt.default, list) else opt.default
+    return opt.default
 
 
-def resolved_options(config: pytest.Config) -> dict[str, Any]:
-    """Every option's resolved value, for the report's run summary."""
-    return {opt.name: get_option(config, opt.name) for opt in OPTIONS if not opt.flag}
+def env_value(name: str) -> Any:
+    """A core option from its environment variable alone: environment > default, typed."""
+    from pytest_metatrace.settings import core_options
+
+    by_name = {o.name: o for o in core_options()}
+    return _env(by_name[name])

@@ -31,13 +31,16 @@ from pytest_metatrace.fixtures import (  # noqa: F401 - pytest finds fixtures in
     metatrace_settings,
 )
 from pytest_metatrace.gate_keys import (
+    AUDIT_MARKER,
     GATE_MARKER,
     check_collected_thresholds,
     session_thresholds,
 )
 from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
-from pytest_metatrace.options import add_options, get_option, resolved_options
+from pytest_metatrace.options import add_options
+from pytest_metatrace.registry import create_registry, session_registry
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
+from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 from pytest_metatrace.summary import audit_summary_lines, describe_record, readable_properties
 
@@ -56,9 +59,10 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add the ``metatrace`` option group and the ini twins."""
-    add_options(parser)
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Add the ``metatrace`` option group: the core options and every registered audit's."""
+    add_options(parser, core_options())
+    create_registry(parser, pluginmanager)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -68,7 +72,7 @@ def _is_worker(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """Handle ``--metatrace-list-encoders``: print the names and spec forms, then exit."""
-    if not get_option(config, "list-encoders"):
+    if not get_settings(config).list_encoders:
         return None
     from pytest_metatrace.encoders import FAMILIES, session_registry
 
@@ -90,7 +94,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Create the per-process state; check every option's value early."""
+    """Create the per-process state; check every option's value early; add the audits' fixtures."""
     config.addinivalue_line(
         "markers",
         "metatrace_threshold(value_or_mapping): gate threshold for this test's metatrace gates: "
@@ -101,16 +105,39 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{GATE_MARKER}(*key_patterns): the gate keys this audit can produce (shell patterns); "
         "thresholds whose keys match no declared key are usage errors",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{AUDIT_MARKER}(name): this test module is the registered audit NAME (its spec "
+        "declares the gate keys, options and report section)",
+    )
     worker = config.workerinput["workerid"] if _is_worker(config) else "master"  # type: ignore[attr-defined]
     config.stash[STATE_KEY] = ProcessState(worker_id=worker)
     session = MetatraceSession(config)
     config.stash[SESSION_KEY] = session
     if not _is_worker(config):
         config.pluginmanager.register(Controller(session), "metatrace-controller")
-    resolved_options(config)  # a bad value is a UsageError now, not after an hour of work
+    get_settings(config)  # a bad value is a UsageError now, not after an hour of work
     active_baseline(config)  # so is a baseline of other settings
     session_thresholds(config)  # and a threshold that cannot be read or never fails
     config.pluginmanager.register(_ThresholdKeyCheck(), "metatrace-threshold-keys")
+    _register_audit_fixtures(config)
+
+
+def _register_audit_fixtures(config: pytest.Config) -> None:
+    """The registered audits' data fixtures and fixture modules, as plugins."""
+    import importlib
+    import types
+
+    from pytest_metatrace.fixtures import data_fixture
+
+    registry = session_registry(config)
+    holder = types.ModuleType("pytest_metatrace_data_fixtures", "the audits' data fixtures")
+    for spec, data in registry.data():
+        setattr(holder, data.fixture, data_fixture(spec.name, data))
+    config.pluginmanager.register(holder, "metatrace-data-fixtures")
+    for spec in registry.specs():
+        if spec.fixtures and config.pluginmanager.get_plugin(spec.fixtures) is None:
+            config.pluginmanager.register(importlib.import_module(spec.fixtures), spec.fixtures)
 
 
 class _ThresholdKeyCheck:
@@ -128,10 +155,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     """One header line naming the encoders, datasets and device of this run."""
     if not _uses_plugin_args(config):
         return None
+    settings = get_settings(config)
     return [
-        f"metatrace: encoders {', '.join(get_option(config, 'encoder'))}; "
-        f"data {', '.join(get_option(config, 'data'))}; device {get_option(config, 'device')}; "
-        f"cache {get_option(config, 'cache-dir') or '.metatrace_cache'}"
+        f"metatrace: encoders {', '.join(settings.encoder)}; "
+        f"data {', '.join(settings.data)}; device {settings.device}; "
+        f"cache {settings.cache_dir or '.metatrace_cache'}"
     ]
 
 
@@ -144,14 +172,14 @@ def _uses_plugin_args(config: pytest.Config) -> bool:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One session-scoped instance per ``--metatrace-encoder`` / ``--metatrace-data``."""
-    config = metafunc.config
+    settings = get_settings(metafunc.config)
     if "metatrace_encoder" in metafunc.fixturenames:
-        ids = encoder_ids(get_option(config, "encoder"))
+        ids = encoder_ids(settings.encoder)
         metafunc.parametrize(
             "metatrace_encoder", list(ids), indirect=True, scope="session", ids=list(ids.values())
         )
     if "metatrace_dataset" in metafunc.fixturenames:
-        ids = dataset_ids(get_option(config, "data"))
+        ids = dataset_ids(settings.data)
         metafunc.parametrize(
             "metatrace_dataset", list(ids), indirect=True, scope="session", ids=list(ids.values())
         )
@@ -166,18 +194,19 @@ def pytest_collection_modifyitems(
         name for item in items for name in getattr(item, "fixturenames", ()) if name in _FIXTURES
     }
     state = config.stash[STATE_KEY]
+    settings = get_settings(config)
     if used & {"metatrace_encoder", "metatrace_embeddings"}:
         from pytest_metatrace.encoders import EncoderSpecError, validate_spec
 
         registry = state.encoder_registry(config)
-        for spec in unique_specs(get_option(config, "encoder")):
+        for spec in unique_specs(settings.encoder):
             try:
                 validate_spec(spec, registry=registry, check_available=True)
             except EncoderSpecError as exc:
                 raise pytest.UsageError(f"--metatrace-encoder={spec}: {exc}") from None
     if "metatrace_dataset" in used:
         registry = state.dataset_registry(config)
-        for spec in unique_specs(get_option(config, "data")):
+        for spec in unique_specs(settings.data):
             if spec != "demo" and registry.get(spec) is None and not Path(spec).exists():
                 import difflib
 
@@ -214,7 +243,28 @@ def pytest_runtest_makereport(
     report = yield
     if call.excinfo is not None and getattr(call.excinfo.value, "metatrace_clear", False):
         report.longrepr = _clear_failure(call.excinfo.value)
+    if call.when == "call" and report.passed:
+        _fail_unasserted_gates(item, report)
     return report
+
+
+def _fail_unasserted_gates(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A test that gated a failing record and never asserted it fails with the gates' messages.
+
+    No gate passes by mistake: forgetting ``metatrace_record.assert_gates()``
+    must not turn a failed gate into a green CI job.
+    """
+    from pytest_metatrace.fixtures import Recorder
+
+    recorder = getattr(item, "funcargs", {}).get("metatrace_record")
+    if not isinstance(recorder, Recorder) or not recorder.unasserted:
+        return
+    report.outcome = "failed"
+    report.longrepr = (
+        "\n\n".join(g.message for g in recorder.unasserted)
+        + "\n\n(this test gated the record(s) above but did not call "
+        "metatrace_record.assert_gates(); a failed gate fails its test all the same)"
+    )
 
 
 def _clear_failure(exc: BaseException) -> str:
@@ -235,135 +285,6 @@ def _clear_failure(exc: BaseException) -> str:
         chained = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         text += "\n\nThe error it was raised from:\n" + chained.rstrip()
     return text
-
-
-def _choices(config: pytest.Config) -> list[dict[str, str]]:
-    """Every protocol choice made by this run, for the report's provenance section."""
-    opts = resolved_options(config)
-    return [
-        {
-            "topic": "Processing order",
-            "choice": "Pillow processing on the full-resolution decoded RGB image, then the "
-            "encoder's resize / crop / normalize (docs/protocol.md §1)",
-            "reason": "as in the paper",
-        },
-        {
-            "topic": "Processing classes",
-            "choice": "14 distinct operations, 16 class slots over the four groups: jpeg95_444 is "
-            "the 'none' class of sharpening and resizing",
-            "reason": "docs/protocol.md §1 table and groups",
-        },
-        {
-            "topic": "Interpolation scale",
-            "choice": f"s = 0.8 + 0.4 * u, u from SHA-256(seed={opts['seed']}, image content "
-            "digest); sizes int(W*s), int(H*s), at least 1 pixel",
-            "reason": "the research code's stateful RNG depends on worker order; a pure function "
-            "of (seed, image) gives identical pixels on any worker count or machine",
-        },
-        {
-            "topic": "Encoder resize policy",
-            "choice": opts["resize-policy"],
-            "reason": "native = the encoder's own crop_pct (paper text); crop-size = shorter side "
-            "straight to the crop size (research code). Part of the encoder fingerprint.",
-        },
-        {
-            "topic": "Center mask ratio",
-            "choice": f"{opts['mask-ratio']:g} of the crop's area, margins rounded half up",
-            "reason": "paper text 0.90 (default), research code 0.95",
-        },
-        {
-            "topic": "Image decoding",
-            "choice": "EXIF orientation applied; alpha flattened on white; 16-bit scaled by bit "
-            "depth; CMYK/grey/palette converted by Pillow; truncated, float and over-sized "
-            f"(> {opts['max-pixels']:,} px) images skipped and listed",
-            "reason": "every conversion is counted per dataset; nothing is changed silently",
-        },
-        {
-            "topic": "Splits",
-            "choice": f"stratified by semantic label, seed {opts['seed']}, test fraction "
-            f"{opts['test-fraction']}; group-disjoint (StratifiedGroupKFold) when a group column "
-            "exists",
-            "reason": "a probe must not learn a photographer instead of a camera "
-            "(docs/protocol.md §4)",
-        },
-        {
-            "topic": "Device and precision",
-            "choice": f"device {opts['device']}, precision {opts['precision']} (auto = bf16 "
-            "autocast on CUDA, fp32 on CPU)",
-            "reason": "both change the numbers, so both key the embedding cache",
-        },
-        {
-            "topic": "Linear probe",
-            "choice": f"mode {opts['probe-mode']}: L2-normalized float32 features, linear layer "
-            "with bias, cross-entropy, SGD momentum 0.9 with weight decay on weight and bias, "
-            "batch 1024, or min(1024, ceil(N/4)) on N < 4096 training samples so that every "
-            f"epoch takes at least 4 steps, {opts['probe-epochs']} epochs, CosineAnnealingLR "
-            "stepped per epoch "
-            f"(eta_min 0); {opts['probe-trials']} trials at scrambled Sobol points over lr "
-            "[1e-1, 1e2] x weight decay [1e-12, 1e-4] (log), trained together in one batched "
-            "computation, best validation top-1 on a stratified 20% split (ties: lower loss, "
-            "then the earlier trial); identical seeded init and shuffles for every trial",
-            "reason": "docs/protocol.md §4; the paper's code uses TPE, and any search at least as "
-            "good on validation is allowed: Sobol matched TPE on hold-out (bench/README.md). "
-            "The small-set batch: with batch 1024 a set under 1024 images takes one step per "
-            "epoch and the probe under-trains; 4 steps bring it within 1 point of converged "
-            "L-BFGS logistic regression (bench/README.md); the protocol is unchanged from 4096",
-        },
-        {
-            "topic": "Processing probes",
-            "choice": f"{opts['probe-seeds']} seeds of the training draw "
-            "(np.random.default_rng(seed).integers(0, K, N_train)), hyper-parameters tuned on "
-            "the first; every test image under every class; std over seeds with ddof 0",
-            "reason": "docs/protocol.md §4 (paper Sec. 3.1); the paper does not say which std",
-        },
-        {
-            "topic": "kNN semantic influence",
-            "choice": f"k = {opts['knn-k']}, cosine similarity, unweighted majority vote; equal "
-            "similarities ranked by lower training index, tied votes to the label of the "
-            "best-ranked neighbour among them; uniform: np.random.default_rng(seed).integers(0, "
-            "K, N_train) for seeds base..base+9, one draw for positives and negatives; averaged "
-            "over every ordered pair (p_i, p_j), i != j",
-            "reason": "docs/protocol.md §5; ties must be broken deterministically for the fast "
-            "path to equal the naive construction exactly",
-        },
-        {
-            "topic": "Acquisition probes",
-            "choice": f"classes with at least {opts['min-per-class']} images; "
-            f"{opts['test-per-class'] or 'a quarter of the smallest class'} test images per "
-            "class, whole groups at a time in a seeded order, surplus test images dropped (not "
-            "moved to training); the rest undersampled to the minority class; hyper-parameters "
-            "tuned on the probe's stratified 20% validation share of the training side; a target "
-            "whose classes split the images exactly like an earlier one is listed, not re-run",
-            "reason": "docs/protocol.md §4 at a user's scale (paper: 5,000 / 500 / 200); groups "
-            "(photographer, owner, scene) never on both sides",
-        },
-        {
-            "topic": "Acquisition data",
-            "choice": "City100 labels from the device folder; EXIF folders: group = first "
-            "sub-folder; smartphone from the built-in make / model table unless "
-            "--metatrace-smartphone-table overrides it; city100-samesize = Nikon photos "
-            "downscaled to 840x600 with Pillow LANCZOS before the encoder",
-            "reason": "City100 ships without EXIF; the resize control separates a device trace "
-            "from the encoder's different resize of the two native sizes",
-        },
-        {
-            "topic": "Neighbour agreement and mask sweep",
-            "choice": "agreement: cosine on unmasked embeddings, query excluded, equal "
-            "similarities ranked by lower index, chance = mean over queries of (n_c - 1)/(N - 1); "
-            "sweep ratios 0, 0.5, 0.75, 0.9, 0.95, 1; semantic kNN on the sweep set's split, "
-            "tied votes to the lowest label index (research code rule); the sweep's probes search "
-            "a sixth of the probe trials (the audit's own probe searches all of them)",
-            "reason": "docs/protocol.md §3 and §7 (paper Table 2, Fig. 5)",
-        },
-        {
-            "topic": "Confidence intervals and gates",
-            "choice": "95% percentile bootstrap over test images (each image carries the mean of "
-            "its scores over classes, pairs and seeds); a gate fails only when the lower end "
-            "exceeds the threshold",
-            "reason": "test images are the independent unit; comparing the lower end keeps a "
-            "borderline encoder from failing at random",
-        },
-    ]
 
 
 class Controller:
@@ -395,13 +316,17 @@ class Controller:
         used = any(t.get("uses_metatrace") for t in state.tests.values()) or state.records
         if not used:
             return
-        state.choices = _choices(config) + baseline_choices(config)
-        doc = state.document(resolved_options(config))
+        from pytest_metatrace.provenance import session_choices
+
+        settings = get_settings(config)
+        registry = session_registry(config)
+        state.choices = session_choices(settings, registry) + baseline_choices(config)
+        doc = state.document(settings.to_dict())
         config.hook.pytest_metatrace_records(records=doc["records"], config=config)
         baseline_error = save_session_baseline(config, doc)
         if baseline_error:
             state.write_errors.append(baseline_error)
-        json_opt = get_option(config, "json")
+        json_opt = settings.json
         if json_opt:
             path = Path(json_opt)
             if not path.is_absolute():
@@ -411,34 +336,49 @@ class Controller:
                 state.json_path = path
             except OSError as exc:
                 state.write_errors.append(f"could not write {path}: {exc}")
-        report_opt = get_option(config, "report")
+        report_opt = settings.report
         if report_opt and report_opt.lower() != "none":
             path = Path(report_opt)
             if not path.is_absolute():
                 path = config.invocation_params.dir / path
-            try:
-                from pytest_metatrace.report import render_report
+            self._write_report(path, doc, registry)
+        paths = {
+            name: p
+            for name, p in (
+                ("html", state.report_path),
+                ("json", state.json_path),
+                ("baseline", saved_baseline_path(config)),
+            )
+            if p is not None
+        }
+        config.hook.pytest_metatrace_report(document=doc, paths=paths, config=config)
 
-                state.report_path = render_report(path, doc)
-            except OSError as exc:  # a folder that cannot be written: say so, like the JSON
-                state.write_errors.append(f"could not write {path}: {exc}")
-            except Exception as exc:  # never lose the run's numbers to a report bug
-                fallback = path.with_suffix(".json")
-                try:
-                    atomic_write_text(
-                        fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
-                    )
-                except OSError as write_exc:
-                    state.write_errors.append(
-                        f"could not render the HTML report ({type(exc).__name__}: {exc}) nor "
-                        f"write its numbers to {fallback}: {write_exc}"
-                    )
-                    return
-                state.write_errors.append(
-                    f"could not render the HTML report ({type(exc).__name__}: {exc}); the numbers "
-                    f"are saved in {fallback}; re-render with "
-                    f"`python -m pytest_metatrace.report {fallback} -o {path}`"
+    def _write_report(self, path: Path, doc: dict[str, Any], registry: Any) -> None:
+        """Render the HTML report; on a report bug, keep the numbers next to it as JSON."""
+        state = self.session
+        try:
+            from pytest_metatrace.report import render_report
+
+            state.report_path = render_report(path, doc, registry=registry)
+        except OSError as exc:  # a folder that cannot be written: say so, like the JSON
+            state.write_errors.append(f"could not write {path}: {exc}")
+        except Exception as exc:  # never lose the run's numbers to a report bug
+            fallback = path.with_suffix(".json")
+            try:
+                atomic_write_text(
+                    fallback, json.dumps(doc, indent=1, sort_keys=True, allow_nan=False)
                 )
+            except OSError as write_exc:
+                state.write_errors.append(
+                    f"could not render the HTML report ({type(exc).__name__}: {exc}) nor "
+                    f"write its numbers to {fallback}: {write_exc}"
+                )
+                return
+            state.write_errors.append(
+                f"could not render the HTML report ({type(exc).__name__}: {exc}); the numbers "
+                f"are saved in {fallback}; re-render with "
+                f"`python -m pytest_metatrace.report {fallback} -o {path}`"
+            )
 
     def pytest_terminal_summary(
         self, terminalreporter: Any, exitstatus: int, config: pytest.Config

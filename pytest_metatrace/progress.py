@@ -11,18 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pytest_metatrace._format import format_duration
+
 __all__ = ["NullProgress", "Progress"]
 
 
 def _fmt_seconds(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return format_duration(seconds, compact=True)
 
 
 class Progress:

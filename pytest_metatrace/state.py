@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pytest_metatrace.options import env_value, get_option
+from pytest_metatrace.options import env_value
+from pytest_metatrace.settings import get_settings
 
 __all__ = ["STATE_KEY", "ProcessState", "cache_dir", "make_progress"]
 
@@ -99,7 +100,7 @@ STATE_KEY = pytest.StashKey[ProcessState]()
 
 def cache_dir(config: pytest.Config) -> Path:
     """The cache directory (created with a .gitignore so it is never committed)."""
-    value = get_option(config, "cache-dir")
+    value = get_settings(config).cache_dir
     base = config.rootpath
     invoked = config.invocation_params.dir
     if config.inipath is None and not invoked.is_relative_to(base):

@@ -72,11 +72,12 @@ def make_tiny_dataset(root: Path, classes: int = 3, per_class: int = 8, size: in
 
 
 def copy_audits(target: Path, names: tuple[str, ...]) -> Path:
-    """Copy the built-in audit modules (``pytest_metatrace/audits``) into a pytester directory."""
+    """Copy built-in audit test modules (from their folders) into a pytester directory."""
     audits = target / "audits"
     audits.mkdir(exist_ok=True)
     for name in names:
-        (audits / name).write_text((REPO / "pytest_metatrace" / "audits" / name).read_text())
+        (source,) = (REPO / "pytest_metatrace" / "audits").glob(f"*/{name}")
+        (audits / name).write_text(source.read_text())
     return audits
 
 
@@ -104,8 +105,8 @@ PYTESTER_PREIMPORTS = (
     "pytest_metatrace.encoders",
     "pytest_metatrace.embeddings",
     "pytest_metatrace.data",
-    "pytest_metatrace.analysis.knn",
-    "pytest_metatrace.analysis.processing_probe",
+    "pytest_metatrace.audits.semantic_influence.influence",
+    "pytest_metatrace.audits.processing_probe.analysis",
     "pytest_metatrace.report",
 )
 

@@ -11,20 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pytest_metatrace.analysis.acquisition import (
+from pytest_metatrace.analysis.probe import LinearProbe
+from pytest_metatrace.audits.acquisition_traces.agreement import (
+    NeighbourAgreement,
+    neighbour_agreement,
+    neighbour_shares,
+)
+from pytest_metatrace.audits.acquisition_traces.mask_sweep import (
+    EmbeddingMap,
+    embedding_map,
+    knn_accuracy,
+)
+from pytest_metatrace.audits.acquisition_traces.targets import (
     AcquisitionProbeResult,
     TargetUnavailable,
     acquisition_split,
     plan_targets,
     run_acquisition_probe,
 )
-from pytest_metatrace.analysis.agreement import (
-    NeighbourAgreement,
-    neighbour_agreement,
-    neighbour_shares,
-)
-from pytest_metatrace.analysis.mask_sweep import EmbeddingMap, embedding_map, knn_accuracy
-from pytest_metatrace.analysis.probe import LinearProbe
 from pytest_metatrace.data.city100 import city100_dataset
 from pytest_metatrace.data.dataset import ImageItem
 

@@ -13,18 +13,22 @@ import pytest
 from plugin_helpers import FAST, REPO, TINY_CONFTEST, make_tiny_dataset
 
 import pytest_metatrace
-from pytest_metatrace.analysis.drift import DriftResult
-from pytest_metatrace.analysis.schema import (
+from pytest_metatrace.audits.processing_drift.analysis import DriftResult
+from pytest_metatrace.audits.processing_probe.results import ProbeDetails, SearchPoint
+from pytest_metatrace.audits.semantic_influence.results import (
     GalleryFigure,
-    ProbeDetails,
-    SearchPoint,
     SemanticDetails,
     SetupSummary,
     SimilarityFigure,
 )
-from pytest_metatrace.audits import AUDIT_MODULES
-from pytest_metatrace.options import OPTIONS, env_value
-from pytest_metatrace.settings import Settings
+from pytest_metatrace.options import env_value, option
+from pytest_metatrace.settings import Settings, core_options, protocol_option_names
+from pytest_metatrace.spec import AuditRegistry, AuditSpec, default_registry
+
+REGISTRY = default_registry()
+#: every built-in audit's test modules, dotted
+AUDIT_MODULES = [m for spec in REGISTRY.specs() for m in spec.test_modules()]
+OPTIONS = (*core_options(), *REGISTRY.options())
 
 # --------------------------------------------------------------------------- exports
 
@@ -37,7 +41,8 @@ def _type_checking_imports() -> dict[str, str]:
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
     )
     return {
-        alias.name: str(stmt.module)
+        alias.asname or alias.name: str(stmt.module)
+        + (f":{alias.name}" if alias.asname and alias.asname != alias.name else "")
         for stmt in block.body
         if isinstance(stmt, ast.ImportFrom)
         for alias in stmt.names
@@ -48,9 +53,10 @@ def test_exports_all_and_type_checking_imports_agree():
     exports = pytest_metatrace._EXPORTS
     assert set(pytest_metatrace.__all__) == set(exports) | {"__version__"}
     assert _type_checking_imports() == exports
-    for name, module in exports.items():
+    for name, target in exports.items():
         value = getattr(pytest_metatrace, name)
-        assert getattr(sys.modules[module], name) is value
+        module, _, attribute = target.partition(":")
+        assert getattr(sys.modules[module], attribute or name) is value
 
 
 def test_exports_what_an_audit_author_needs():
@@ -76,35 +82,49 @@ def test_unknown_export_is_an_attribute_error():
 # --------------------------------------------------------------------------- settings
 
 
-def _defaults() -> dict[str, object]:
-    return {opt.name: opt.default for opt in OPTIONS if not opt.flag}
+@dataclasses.dataclass(frozen=True)
+class _MySettings:
+    my_level: float = option(0.5, "a user audit's option", convert=float)
+    my_names: tuple[str, ...] = option((), "repeatable", multiple=True)
 
 
-def test_settings_fields_are_the_option_names():
-    fields = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
-    options = {opt.name.replace("-", "_") for opt in OPTIONS if not opt.flag}
-    assert fields <= options, "every Settings field must be a row of the option table"
+def test_settings_fields_are_the_options():
+    fields = {f.name for f in dataclasses.fields(Settings)} - {"audits"}
+    assert fields == {opt.attr for opt in core_options()}
+    # every option has a flag and an ini twin, derived from the field's name
+    knn = next(o for o in core_options() if o.attr == "knn_k")
+    assert (knn.cli, knn.ini, knn.default) == ("--metatrace-knn-k", "metatrace_knn_k", 10)
 
 
 def test_settings_are_frozen_typed_and_readable_by_option_name():
-    settings = Settings.from_options({**_defaults(), "knn-k": 7, "new-option": [1, 2]})
+    settings = Settings(knn_k=7, audits={"mine": _MySettings(my_level=0.7, my_names=("a",))})
     assert settings.knn_k == 7
     assert settings["knn-k"] == 7 and settings["knn_k"] == 7
-    assert settings.encoder == ("lite0",)  # lists become tuples: hashable, immutable
-    assert settings["new-option"] == (1, 2) and settings.extra == {"new-option": (1, 2)}
-    assert settings.to_dict()["new-option"] == [1, 2]
+    assert settings.encoder == ("lite0",)
+    # an audit's options: typed through of(), by name through the attribute or the item
+    assert settings.of(_MySettings).my_level == 0.7
+    assert settings.my_level == 0.7 and settings["my-names"] == ("a",)
+    assert settings.to_dict()["my-names"] == ["a"]
     assert settings.to_dict()["encoder"] == ["lite0"]
+    assert "list-encoders" not in settings.to_dict()  # flags are actions, not settings
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.seed = 3  # type: ignore[misc]
     with pytest.raises(KeyError, match="pytest --help"):
         settings["no-such-option"]
+    with pytest.raises(AttributeError, match="pytest --help"):
+        _ = settings.no_such_option
+    with pytest.raises(LookupError, match="_MySettings"):
+        Settings().of(_MySettings)
 
 
-def test_settings_refuse_missing_options():
-    values = _defaults()
-    del values["seed"]
-    with pytest.raises(ValueError, match=r"missing option.*seed"):
-        Settings.from_options(values)
+def test_protocol_settings_are_the_options_marked_protocol():
+    registry = AuditRegistry([AuditSpec("mine", "Mine", "x", settings=_MySettings)])
+    settings = Settings(seed=3, audits={"mine": _MySettings()})
+    protocol = settings.protocol_settings()
+    assert protocol["seed"] == 3 and "knn-k" in protocol and "device" not in protocol
+    assert "my-level" not in protocol
+    names = protocol_option_names(registry)
+    assert "seed" in names and "batch-size" not in names
 
 
 def test_environment_knobs_are_rows_of_the_option_table(monkeypatch: pytest.MonkeyPatch):
@@ -252,10 +272,12 @@ def test_copy_audits_writes_the_installed_modules_and_refuses_to_overwrite(tmp_p
     target = tmp_path / "my_audits"
     first = _copy(target)
     assert first.returncode == 0, first.stderr
-    package = REPO / "pytest_metatrace" / "audits"
-    assert sorted(p.name for p in target.iterdir()) == sorted(f"{m}.py" for m in AUDIT_MODULES)
-    for name in AUDIT_MODULES:
-        assert (target / f"{name}.py").read_text() == (package / f"{name}.py").read_text()
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        f"{m.rpartition('.')[2]}.py" for m in AUDIT_MODULES
+    )
+    for module in AUDIT_MODULES:
+        source = REPO / (module.replace(".", "/") + ".py")
+        assert (target / f"{module.rpartition('.')[2]}.py").read_text() == source.read_text()
     (target / "test_processing_drift.py").write_text("# edited\n")
     again = _copy(target)
     assert again.returncode == 1
@@ -267,20 +289,30 @@ def test_copy_audits_writes_the_installed_modules_and_refuses_to_overwrite(tmp_p
 
 
 def test_repository_audits_are_shims_of_the_installed_ones():
-    for name in AUDIT_MODULES:
-        shim = (REPO / "audits" / f"{name}.py").read_text()
+    for module in AUDIT_MODULES:
+        shim = (REPO / "audits" / f"{module.rpartition('.')[2]}.py").read_text()
         code = [line for line in ast.parse(shim).body if not isinstance(line, ast.Expr)]
         assert len(code) == 1 and isinstance(code[0], ast.ImportFrom)
-        assert code[0].module == f"pytest_metatrace.audits.{name}"
+        assert code[0].module == module
+
+
+def test_audit_modules_use_only_the_public_api_and_no_plugin_state():
+    for module in AUDIT_MODULES:
+        tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pytest_"):
+                assert node.module == "pytest_metatrace", f"{module} imports {node.module}"
+            assert not (isinstance(node, ast.Name) and node.id in ("STATE_KEY", "stash"))
+            assert not (isinstance(node, ast.Attribute) and node.attr == "stash"), module
 
 
 def test_audit_functions_fit_on_one_screen():
-    for name in AUDIT_MODULES:
-        tree = ast.parse((REPO / "pytest_metatrace" / "audits" / f"{name}.py").read_text())
+    for module in AUDIT_MODULES:
+        tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 lines = node.end_lineno - node.lineno + 1 + len(node.decorator_list)
-                assert lines <= 40, f"{name}.{node.name} has {lines} lines"
+                assert lines <= 40, f"{module}.{node.name} has {lines} lines"
 
 
 @pytest.fixture
@@ -316,8 +348,8 @@ def test_pyargs_runs_the_installed_audits_from_a_fresh_folder(tiny_plugin: pytes
     audits = sorted({r["audit"] for r in doc["records"]})
     assert audits == ["processing_drift", "processing_probe", "semantic_influence"]
     for record in doc["records"]:
-        module = record["provenance"]["nodeid"].split("::")[0].rsplit("/", 1)[-1]
-        assert module[: -len(".py")] in AUDIT_MODULES
+        module = record["provenance"]["nodeid"].split("::")[0].removesuffix(".py")
+        assert any(m.endswith(module.replace("/", ".")) for m in AUDIT_MODULES), module
         scores = record["scores"]
         assert len(scores) == len(record["score_ids"]) > 0
         assert sum(scores) / len(scores) == pytest.approx(record["value"], abs=1e-9)

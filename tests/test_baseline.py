@@ -13,7 +13,6 @@ from plugin_helpers import FAST, copy_audits, make_tiny_dataset, preimport
 
 from pytest_metatrace.analysis.stats import bootstrap_mean_diff
 from pytest_metatrace.baseline import (
-    PROTOCOL_SETTINGS,
     PROTOCOL_VERSION,
     Baseline,
     BaselineError,
@@ -25,11 +24,12 @@ from pytest_metatrace.baseline import (
 )
 from pytest_metatrace.results import Record
 from pytest_metatrace.schema import validate_document
+from pytest_metatrace.settings import protocol_option_names
 
 # pytester runs in-process; see plugin_helpers.preimport.
 preimport()
 
-SETTINGS = {name: i for i, name in enumerate(PROTOCOL_SETTINGS)}
+SETTINGS = {name: i for i, name in enumerate(protocol_option_names())}
 IDS = [f"img{i:03d}" for i in range(200)]
 
 
@@ -132,7 +132,7 @@ def test_other_test_images_or_other_data_are_refused():
 def test_settings_and_protocol_version_must_match():
     baseline = _baseline()
     check_settings(baseline, SETTINGS)
-    with pytest.raises(BaselineError, match=r"seed: baseline 0, this run 7"):
+    with pytest.raises(BaselineError, match=rf"seed: baseline {SETTINGS['seed']}, this run 7"):
         check_settings(baseline, {**SETTINGS, "seed": 7})
     old = Baseline(Path("b.json"), PROTOCOL_VERSION - 1, dict(SETTINGS), [], [])
     with pytest.raises(BaselineError, match="protocol version 0"):

@@ -10,7 +10,10 @@ import pytest
 import yaml
 from plugin_helpers import REPO, copy_audits, make_tiny_dataset, preimport
 
-from pytest_metatrace.options import OPTIONS
+from pytest_metatrace.settings import core_options
+from pytest_metatrace.spec import default_registry
+
+OPTIONS = (*core_options(), *default_registry().options())
 
 # pytester runs in-process; see plugin_helpers.preimport.
 preimport()

@@ -11,14 +11,16 @@ from __future__ import annotations
 import pytest
 from plugin_helpers import preimport
 
-from pytest_metatrace.audits import test_processing_traces, test_semantic_influence
 from pytest_metatrace.gate_keys import (
-    builtin_gate_keys,
     check_threshold_keys,
     check_threshold_value,
     patterns_overlap,
 )
 from pytest_metatrace.gating import ThresholdError, parse_threshold, parse_threshold_lines
+from pytest_metatrace.spec import default_registry
+
+REGISTRY = default_registry()
+FAMILIES = REGISTRY.gates()
 
 # numpy's C parts cannot be imported twice in one process either: the runs (and
 # later test modules) need these up front too.
@@ -53,7 +55,7 @@ def _usage_error(result: pytest.RunResult) -> str:
 
 def _check_line(item: str) -> None:
     for key, spec in parse_threshold_lines([item], "--metatrace-threshold").items():
-        check_threshold_value(key, spec, "command line")
+        check_threshold_value(key, spec, "command line", FAMILIES)
 
 
 # ---------------------------------------------------------------- unknown keys
@@ -114,7 +116,7 @@ def test_typo_in_a_baseline_tolerance_key_is_a_usage_error(pytester: pytest.Pyte
     ],
 )
 def test_known_keys_and_wildcards_are_accepted(key: str) -> None:
-    check_threshold_keys([("ini", {key: parse_threshold("0.5")})], builtin_gate_keys())
+    check_threshold_keys([("ini", {key: parse_threshold("0.5")})], REGISTRY.gate_keys())
 
 
 def test_a_known_wildcard_runs(pytester: pytest.Pytester) -> None:
@@ -168,17 +170,48 @@ def test_an_audit_without_declared_keys_keeps_every_key_usable(
     assert "must be a finite number" in _usage_error(bad_value)  # values are still checked
 
 
-def test_builtin_audits_declare_the_keys_they_gate() -> None:
-    assert test_semantic_influence.pytestmark.name == "metatrace_gates"
-    assert test_semantic_influence.pytestmark.args == builtin_gate_keys("knn")
-    assert test_processing_traces.pytestmark.args == (
-        "probe.jpeg",
-        "probe.sharpening",
-        "probe.resizing",
-        "probe.interpolation",
+def test_an_audit_module_is_known_by_its_spec_alone(pytester: pytest.Pytester) -> None:
+    """Only the semantic-influence module is collected: its spec's keys are known, typos not."""
+    from plugin_helpers import copy_audits
+
+    copy_audits(pytester.path, ("test_semantic_influence.py",))
+    ok = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--co",
+        "audits",
+        "--metatrace-threshold",
+        "knn.interpolation.neg_same_gap=0.1",
     )
-    assert "knn.interpolation.neg_same_gap" in test_semantic_influence.pytestmark.args
-    assert "drift.jpeg75_420" in builtin_gate_keys("drift")
+    assert ok.ret == pytest.ExitCode.OK, ok.stdout.str() + ok.stderr.str()
+    err = _usage_error(
+        pytester.runpytest(
+            "-p",
+            "no:cacheprovider",
+            "--co",
+            "audits",
+            "--metatrace-threshold",
+            "knn.interpolation.neg_same_gp=0.1",
+        )
+    )
+    assert "Did you mean 'knn.interpolation.neg_same_gap'" in err
+
+
+def test_an_unknown_audit_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.metatrace_audit("semantic_influnce")
+
+        def test_x(metatrace_record):
+            pass
+        """
+    )
+    err = _usage_error(
+        pytester.runpytest("-p", "no:cacheprovider", "--co", "--metatrace-threshold", "knn.*=0.1")
+    )
+    assert "no audit named 'semantic_influnce'" in err
+    assert "did you mean 'semantic_influence'" in err
 
 
 # ---------------------------------------------------------------- values
@@ -193,8 +226,11 @@ def test_builtin_audits_declare_the_keys_they_gate() -> None:
         ("probe.*=nan", "must be a finite number, got 'nan'"),
         ("probe.jpeg=chance+1.5", "a gain over chance must lie between -1 and 1"),
         ("drift.jpeg75_420=2.5", "drift.* is a cosine distance"),
-        ("knn.jpeg.pos_same_gap=-1.5", "knn.* is a gap between two accuracies"),
-        ("knn.*.pos_same_gap=chance+0.1", "chance+X applies to accuracies (probe.*, agreement.*)"),
+        ("knn.jpeg.pos_same_gap=-1.5", "knn.*.pos_same_gap is a gap between two accuracies"),
+        (
+            "knn.*.pos_same_gap=chance+0.1",
+            "chance+X applies to keys with a chance level (agreement.*, probe.*) only",
+        ),
         ("probe.jpeg=abc", "cannot read threshold 'abc'"),
         ("probe.jpeg=chance+abc", "cannot read threshold 'chance+abc'"),
         ("probe.jpeg", "must be KEY=VALUE"),
@@ -274,7 +310,7 @@ def test_patterns_overlap(a: str, b: str, overlap: bool) -> None:
 def test_unknown_key_message_lists_close_matches_and_the_marker() -> None:
     with pytest.raises(ThresholdError) as info:
         check_threshold_keys(
-            [("ini", {"probe.interpolaton": parse_threshold("0.4")})], builtin_gate_keys()
+            [("ini", {"probe.interpolaton": parse_threshold("0.4")})], REGISTRY.gate_keys()
         )
     msg = str(info.value)
     assert "Did you mean 'probe.interpolation'" in msg
@@ -282,9 +318,9 @@ def test_unknown_key_message_lists_close_matches_and_the_marker() -> None:
 
 
 def test_user_keys_need_only_a_finite_value() -> None:
-    check_threshold_value("mycheck.score", parse_threshold("42"), "ini")
+    check_threshold_value("mycheck.score", parse_threshold("42"), "ini", FAMILIES)
     with pytest.raises(ThresholdError, match="finite"):
-        check_threshold_value("mycheck.score", parse_threshold("-inf"), "ini")
+        check_threshold_value("mycheck.score", parse_threshold("-inf"), "ini", FAMILIES)
 
 
 # ---------------------------------------------------------------- one semantic class (item 4)
@@ -293,7 +329,7 @@ def test_user_keys_need_only_a_finite_value() -> None:
 def test_knn_refuses_a_single_class_training_set() -> None:
     import numpy as np
 
-    from pytest_metatrace.analysis.knn import KnnInfluence, KnnInputError
+    from pytest_metatrace.audits.semantic_influence.influence import KnnInfluence, KnnInputError
 
     rng = np.random.default_rng(0)
     train = {c: rng.normal(size=(6, 4)) for c in ("a", "b")}

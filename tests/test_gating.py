@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from pytest_metatrace.gating import (
-    DEFAULT_THRESHOLDS,
     ThresholdError,
     evaluate_gate,
     parse_threshold,
@@ -13,6 +12,7 @@ from pytest_metatrace.gating import (
     resolve_threshold,
 )
 from pytest_metatrace.results import Record
+from pytest_metatrace.spec import default_registry
 
 
 def rec(value=0.7, low=0.65, high=0.75, chance=1 / 6, interval=True):
@@ -69,7 +69,7 @@ def test_priority_then_specificity():
     cli = {"probe.*": parse_threshold("0.9")}
     marker = {"probe.jpeg": parse_threshold("0.8")}
     ini = {"probe.jpeg": parse_threshold("0.7"), "*": parse_threshold("0.1")}
-    defaults = {k: parse_threshold(v) for k, v in DEFAULT_THRESHOLDS.items()}
+    defaults = {k: parse_threshold(v) for k, v in default_registry().default_thresholds().items()}
     sources = [("command line", cli), ("marker", marker), ("ini", ini), ("default", defaults)]
     # command line wins over a more specific marker: it is the user's explicit override
     spec, source, pattern = resolve_threshold("probe.jpeg", sources)

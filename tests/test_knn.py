@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pytest_metatrace.analysis.knn import (
+from pytest_metatrace.audits.semantic_influence.figures import (
+    SIMILARITY_GROUPS,
+    neighbor_gallery,
+    similarity_distributions,
+)
+from pytest_metatrace.audits.semantic_influence.influence import (
     PAIR_SETUPS,
     SETUPS,
     KnnInfluence,
@@ -22,11 +27,6 @@ from pytest_metatrace.analysis.knn import (
     resolve_device,
     topk_neighbors,
     uniform_draw,
-)
-from pytest_metatrace.analysis.knn_figures import (
-    SIMILARITY_GROUPS,
-    neighbor_gallery,
-    similarity_distributions,
 )
 
 DEVICES = [

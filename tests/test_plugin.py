@@ -48,9 +48,10 @@ def test_help_lists_every_option_and_stays_light(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("--help")
     assert result.ret == 0
     out = result.stdout.str()
-    from pytest_metatrace.options import OPTIONS
+    from pytest_metatrace.settings import core_options
+    from pytest_metatrace.spec import default_registry
 
-    for opt in OPTIONS:
+    for opt in (*core_options(), *default_registry().options()):
         if opt.env_only:
             assert f"{opt.env} (" in out, opt.env
             assert opt.cli not in out, opt.cli
@@ -374,7 +375,9 @@ def test_the_readme_audit_example_runs_as_written(tiny_project):
     section = readme.split("## Writing an audit", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     # The first block shows the built-in drift audit: its body is the shipped one's.
-    shipped = (REPO / "pytest_metatrace" / "audits" / "test_processing_drift.py").read_text()
+    shipped = (
+        REPO / "pytest_metatrace" / "audits" / "processing_drift" / "test_processing_drift.py"
+    ).read_text()
     body = blocks[0].split("):\n", 1)[1].strip().splitlines()
     assert len(body) == 4 and all(line in shipped for line in body)
     code = next(block for block in blocks if "my_audit" in block)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from pytest_metatrace.analysis.probe import LinearProbe, ProbeInputError, l2_normalize
-from pytest_metatrace.analysis.processing_probe import (
+from pytest_metatrace.analysis.stats import bootstrap_mean
+from pytest_metatrace.audits.processing_probe.analysis import (
     ProcessingProbe,
     draw_classes,
     run_processing_probe,
 )
-from pytest_metatrace.analysis.stats import bootstrap_mean
 from pytest_metatrace.processing.groups import PARAMETER_GROUPS
 
 FIXED = LinearProbe(lr=1.0, weight_decay=0.0, epochs=50)

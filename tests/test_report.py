@@ -19,20 +19,18 @@ from typing import Any
 
 import pytest
 
-from pytest_metatrace.analysis.drift import DriftResult
-from pytest_metatrace.analysis.schema import (
+from pytest_metatrace.audits.processing_drift.analysis import DriftResult
+from pytest_metatrace.audits.processing_probe.results import ProbeDetails, SearchPoint
+from pytest_metatrace.audits.semantic_influence.results import (
     GalleryFigure,
     GalleryNeighbor,
     GalleryQuery,
-    ProbeDetails,
-    SearchPoint,
     SemanticDetails,
     SetupSummary,
     SimilarityFigure,
 )
 from pytest_metatrace.processing.groups import PARAMETER_GROUPS
-from pytest_metatrace.report import register_section, render_html, render_report
-from pytest_metatrace.report import sections as sections_module
+from pytest_metatrace.report import render_html, render_report
 from pytest_metatrace.report.__main__ import main as cli_main
 from pytest_metatrace.report.charts import Bar, BarGroup, grouped_bar_chart, heat_style, nice_ticks
 from pytest_metatrace.report.formatting import (
@@ -46,6 +44,13 @@ from pytest_metatrace.report.formatting import (
 )
 from pytest_metatrace.report.render import normalize_document
 from pytest_metatrace.results import SCHEMA_VERSION, GateOutcome, Record
+from pytest_metatrace.spec import (
+    AuditRegistry,
+    AuditSpec,
+    AuditSpecError,
+    SectionSpec,
+    builtin_specs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -596,11 +601,24 @@ def page(document: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def clean_registry():
-    saved = dict(sections_module._REGISTRY)
-    yield
-    sections_module._REGISTRY.clear()
-    sections_module._REGISTRY.update(saved)
+def section_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An importable module of section context functions (a third-party audit's)."""
+    (tmp_path / "my_sections.py").write_text(
+        "def mine(records, doc):\n"
+        "    return {'n': len(records), 'records': records}\n"
+        "def broken(records, doc):\n"
+        "    raise KeyError('boom')\n"
+        "def empty(records, doc):\n"
+        "    return {}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_sections"
+
+
+def _registry(*extra: AuditSpec, drop: tuple[str, ...] = ()) -> AuditRegistry:
+    """The built-in audits without ``drop``, plus ``extra``."""
+    return AuditRegistry([*(s for s in builtin_specs() if s.name not in drop), *extra])
 
 
 # --------------------------------------------------------------------------- formatting
@@ -997,37 +1015,33 @@ def test_encoder_and_dataset_sections_show_everything(document: dict[str, Any], 
     assert provenance.count("<details><summary>#") == len(document["records"])
 
 
-def test_custom_section_and_fallback(tmp_path: Path, clean_registry: None) -> None:
+def test_custom_section_and_fallback(tmp_path: Path, section_module: str) -> None:
     template = tmp_path / "mine.html.j2"
     template.write_text(
         '{% import "_macros.html.j2" as m %}<p class="mine">{{ n }} rows '
         "of {{ section.audit }}</p>{{ m.records_table(records) }}",
         encoding="utf-8",
     )
-    register_section(
+    mine = AuditSpec(
         "my_audit",
-        title="Mine",
-        template=str(template),
-        context=lambda records, doc: {"n": len(records), "records": records},
-        order=5,
+        "Mine",
+        "a user audit",
+        sections=(SectionSpec("my_audit", "Mine", str(template), f"{section_module}:mine", 5),),
     )
-
-    def broken(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
-        raise KeyError("boom")
-
-    register_section(
-        "processing_probe",
-        title="Probes",
-        template="section_probe.html.j2",
-        context=broken,
-        order=20,
+    probes = AuditSpec(
+        "broken_probes",
+        "Probes",
+        "the probe section, broken",
+        sections=(
+            SectionSpec("processing_probe", "Probes", "x.j2", f"{section_module}:broken", 20),
+        ),
     )
     doc = make_document()
     doc["records"].append(
         {"audit": "my_audit", "metric": "m", "value": 0.25, "encoder": "e", "dataset": "d"}
     )
     with pytest.warns(RuntimeWarning, match="'processing_probe' section failed"):
-        html = render_html(doc)
+        html = render_html(doc, registry=_registry(mine, probes, drop=("processing_probe",)))
     parse(html)
     assert '<p class="mine">1 rows of my_audit</p>' in html
     assert html.index('id="sec-my-audit"') < html.index('id="sec-processing-drift"')
@@ -1037,19 +1051,32 @@ def test_custom_section_and_fallback(tmp_path: Path, clean_registry: None) -> No
     assert probe.count("<tr") == 1 + 2 * len(PARAMETER_GROUPS)  # header + one row per record
 
 
-def test_register_section_rejects_bad_input(clean_registry: None) -> None:
-    with pytest.raises(ValueError, match="non-empty"):
-        register_section("", title="x", template="t", context=lambda r, d: {}, order=1)
-    with pytest.raises(TypeError, match="callable"):
-        register_section("x", title="x", template="t", context="nope", order=1)  # type: ignore[arg-type]
+def test_registry_refuses_a_second_section_for_an_audit_kind(section_module: str) -> None:
+    twice = AuditSpec(
+        "twice",
+        "Twice",
+        "declares the probe section again",
+        sections=(SectionSpec("processing_probe", "P", "x.j2", f"{section_module}:mine", 1),),
+    )
+    with pytest.raises(
+        AuditSpecError, match=r"'processing_probe' is drawn by audit 'processing_probe'"
+    ):
+        _registry(twice)
+    with pytest.raises(AuditSpecError, match=r"must read 'package\.module:attribute'"):
+        AuditRegistry([AuditSpec("x", "X", "x", sections=(SectionSpec("x", "X", "t", "nope", 1),))])
 
 
-def test_unknown_template_names_the_fix(clean_registry: None) -> None:
-    register_section(
-        "x_audit", title="X", template="missing.html.j2", context=lambda r, d: {}, order=1
+def test_unknown_template_names_the_fix(section_module: str) -> None:
+    spec = AuditSpec(
+        "x_audit",
+        "X",
+        "x",
+        sections=(SectionSpec("x_audit", "X", "missing.html.j2", f"{section_module}:empty", 1),),
     )
     with pytest.warns(RuntimeWarning, match="section_generic.html.j2"):
-        html = render_html({"records": [{"audit": "x_audit", "value": 1.0}]})
+        html = render_html(
+            {"records": [{"audit": "x_audit", "value": 1.0}]}, registry=_registry(spec)
+        )
     assert "not found" in html
 
 

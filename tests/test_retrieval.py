@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_metatrace.analysis.retrieval import (
+from pytest_metatrace.audits.cross_camera_retrieval.analysis import (
     CrossCameraRetrieval,
     RetrievalInputError,
     RetrievalResult,
@@ -237,8 +237,8 @@ def test_bad_inputs_say_what_is_wrong(a, b, message):
 
 
 def test_report_section_draws_fig10_margins_and_failed_queries():
+    from pytest_metatrace.audits.cross_camera_retrieval.section import recall_scatter
     from pytest_metatrace.report import render_html
-    from pytest_metatrace.report.section_retrieval import recall_scatter
 
     result = _angles([0, 5, 90], [10, 60, 100])
     records = [r.to_dict() for r in result.to_records(encoder="enc", dataset="ds", protocol="crop")]

@@ -1,9 +1,11 @@
 """The kNN engine of the semantic-influence audit (docs/protocol.md §5): primitives and inputs.
 
 Top-k neighbours, the majority vote, the uniform draw and the checked,
-normalized inputs shared by :class:`~pytest_metatrace.analysis.knn.KnnInfluence`
-and the figure data of :mod:`~pytest_metatrace.analysis.knn_figures`. The
-conventions (ties, devices) are listed in :mod:`pytest_metatrace.analysis.knn`.
+normalized inputs shared by the semantic-influence audit's
+:class:`~pytest_metatrace.audits.semantic_influence.influence.KnnInfluence`, its
+figure data (:mod:`~pytest_metatrace.audits.semantic_influence.figures`) and the
+other kNN measures. The conventions (ties, devices) are listed in
+:mod:`pytest_metatrace.audits.semantic_influence.influence`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from pytest_metatrace.analysis.sgd import (
 )
 from pytest_metatrace.results import jsonable
 
+if TYPE_CHECKING:
+    from pytest_metatrace.settings import Settings
+
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_EPOCHS",
@@ -62,6 +65,7 @@ __all__ = [
     "DEFAULT_MOMENTUM",
     "DEFAULT_TRIALS",
     "LR_RANGE",
+    "PROBE_MODES",
     "VAL_FRACTION",
     "WD_RANGE",
     "LinearProbe",
@@ -76,6 +80,7 @@ __all__ = [
     "effective_batch_size",
     "l2_normalize",
     "linear_scores",
+    "probe_from_settings",
     "resolve_device",
     "search_points",
     "stratified_split",
@@ -446,3 +451,22 @@ def _fit_lbfgs(
         weight[:, classes] = coef.T
         bias[classes] = intercept
     return weight, bias
+
+
+#: ``--metatrace-probe-mode`` -> :class:`LinearProbe` mode.
+PROBE_MODES: dict[str, ProbeMode] = {"protocol": "sgd", "lbfgs": "lbfgs"}
+
+
+def probe_from_settings(settings: Settings, *, trial_share: int = 1) -> LinearProbe:
+    """The session's :class:`LinearProbe` (mode, epochs, trials, seed, device).
+
+    ``trial_share`` divides the search's trials (at least one is kept), for
+    probes that show a trend rather than a gated number.
+    """
+    return LinearProbe(
+        mode=PROBE_MODES[settings.probe_mode],
+        epochs=settings.probe_epochs,
+        n_trials=max(1, settings.probe_trials // trial_share),
+        seed=settings.seed,
+        device=settings.device,
+    )

@@ -141,6 +141,8 @@ class Dataset:
     ignored_extensions: dict[str, int] = field(default_factory=dict)  #: extension -> ignored
     ignored_examples: list[str] = field(default_factory=list)  #: a few ignored files, by path
     notes: dict[str, Any] = field(default_factory=dict)  #: kind-specific facts (EXIF counts)
+    #: entries :meth:`describe` adds at the top level (e.g. ``pairs`` of a paired view)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.items = sorted(self.items, key=lambda it: it.id)
@@ -312,6 +314,7 @@ class Dataset:
                 for c in self.credits
             ],
         }
+        out.update(self.extra)
         if split is not None:
             out["split"] = {
                 "seed": split.seed,

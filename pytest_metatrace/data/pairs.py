@@ -181,6 +181,7 @@ class PairedDataset:
             credits=list(self.credits),
             metadata_columns=["subject", "camera"],
             group_column="subject",
+            extra={"pairs": self.describe()},
         )
 
     def sides(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -50,8 +50,12 @@ class Embeddings:
         store_url: str | None = None,
         ray_address: str | None = None,
         encoder_factory: Callable[[], Any] | None = None,
+        on_dataset: Callable[[Dataset], None] | None = None,
     ) -> None:
         self.encoder = encoder
+        #: called once per dataset this object embeds (the plugin describes it for the report)
+        self.on_dataset = on_dataset
+        self._described: set[str] = set()
         self.seed = seed
         self.test_fraction = test_fraction
         self.mask_ratio = mask_ratio
@@ -129,11 +133,28 @@ class Embeddings:
     ) -> dict[str | None, np.ndarray]:
         """Embeddings of a split under several processing classes, extracting as needed."""
         wanted = [self.view(p, masked) for p in processings]
+        out = self.views(dataset, wanted, split)
+        return {v.processing: out[v] for v in wanted}
+
+    def views(
+        self, dataset: Dataset, views: Sequence[View], split: str = "all"
+    ) -> dict[View, np.ndarray]:
+        """Embeddings ``(n, dim)`` of a split under each of ``views``, in split order.
+
+        Whatever is missing is extracted in one pass (each photo decoded once
+        for every view); when any unmasked processing class is asked for, the
+        whole standard set of 14 is extracted with it (see the module
+        docstring). Rows that fail their checksum are recomputed with a
+        warning naming them; an extraction that failed once in this session
+        is not retried. Build views with :meth:`view` (processing class and
+        mask ratio).
+        """
+        wanted = list(dict.fromkeys(views))
         batch = list(wanted)
         if any(v.processing is not None and v.mask_ratio is None for v in wanted):
-            # Extract the whole standard set together (see the module docstring).
             standard = [self.view(p) for p in list_processing()]
             batch = standard + [v for v in wanted if v not in standard]
+        self._describe(dataset)
         fingerprint = dataset.fingerprint
         todo = [v for v in batch if (fingerprint, v.key) not in self._complete]
         if todo:
@@ -148,7 +169,12 @@ class Embeddings:
                 raise
             self._complete.update((fingerprint, v.key) for v in todo)
         digests = [dataset.items[i].digest for i in self.split(dataset).indices(split)]
-        return {v.processing: self._read(dataset, v, digests) for v in wanted}
+        return {v: self._read(dataset, v, digests) for v in wanted}
+
+    def _describe(self, dataset: Dataset) -> None:
+        if self.on_dataset is not None and dataset.fingerprint not in self._described:
+            self._described.add(dataset.fingerprint)
+            self.on_dataset(dataset)
 
     def _read(self, dataset: Dataset, view: View, digests: list[str]) -> np.ndarray:
         """Stored embeddings; rows that fail their checksum are recomputed, with a warning."""

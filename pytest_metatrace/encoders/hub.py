@@ -99,7 +99,7 @@ def hf_cached(
             found = try_to_load_from_cache(
                 repo_id, filename, cache_dir=cache_dir, revision=revision
             )
-        except Exception:  # malformed repo ids raise; treat as "not cached"
+        except ValueError:  # a malformed repo id (HFValidationError): not in any cache
             found = None
         if isinstance(found, str):
             return found

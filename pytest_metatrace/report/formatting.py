@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _format
+
 __all__ = [
     "MISSING",
     "as_float",
@@ -130,12 +132,4 @@ def display_scalar(value: Any) -> str:
 def format_duration(seconds: Any) -> str:
     """``42.1 s``, ``3 min 12 s`` or ``1 h 02 min``."""
     value = as_float(seconds)
-    if value is None:
-        return MISSING
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(round(value), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return MISSING if value is None else _format.format_duration(value)

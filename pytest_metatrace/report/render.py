@@ -17,13 +17,14 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup
 
 from .._files import atomic_write_text
 from ..results import Record, jsonable
+from ..settings import DEFAULT_REPORT_PATH
 from .formatting import (
     MISSING,
     as_float,
@@ -35,7 +36,10 @@ from .formatting import (
     format_percent,
     format_value,
 )
-from .sections import GENERIC_TEMPLATE, Section, generic_context, get_section
+from .sections import GENERIC_TEMPLATE, Section, generic_context
+
+if TYPE_CHECKING:
+    from ..spec import AuditRegistry
 
 __all__ = [
     "DEFAULT_REPORT_PATH",
@@ -43,10 +47,9 @@ __all__ = [
     "normalize_record",
     "render_html",
     "render_report",
+    "section_of",
 ]
 
-#: Where the plugin writes the report unless told otherwise.
-DEFAULT_REPORT_PATH = "reports/metatrace.html"
 
 #: Test outcomes shown as tiles, in this order.
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -205,20 +208,28 @@ def _render_section(section: Section, records: list[dict[str, Any]], doc: dict[s
             return Markup("<p class='error'>{}</p>").format(f"{message}; then {inner!r}")
 
 
-def _sections(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    by_audit: dict[str, list[dict[str, Any]]] = {}
-    for record in doc["records"]:
-        by_audit.setdefault(record["audit"], []).append(record)
-    sections = []
-    for audit, records in by_audit.items():
-        section = get_section(audit) or Section(
+def section_of(audit: str, registry: AuditRegistry) -> Section:
+    """The section that draws records of audit kind ``audit``: its spec's, else the generic."""
+    from ..spec import resolve
+
+    found = registry.section_for(audit)
+    if found is None:
+        return Section(
             audit,
             audit.replace("_", " ").capitalize(),
             GENERIC_TEMPLATE,
             generic_context,
             _GENERIC_ORDER,
         )
-        sections.append((section, records))
+    spec, sec = found
+    return Section(audit, sec.title, spec.template_path(sec), resolve(sec.context), sec.order)
+
+
+def _sections(doc: dict[str, Any], registry: AuditRegistry) -> list[dict[str, Any]]:
+    by_audit: dict[str, list[dict[str, Any]]] = {}
+    for record in doc["records"]:
+        by_audit.setdefault(record["audit"], []).append(record)
+    sections = [(section_of(audit, registry), records) for audit, records in by_audit.items()]
     sections.sort(key=lambda item: (item[0].order, item[0].audit))
     return _comparison(doc) + [
         {
@@ -366,25 +377,33 @@ def _dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_html(data: Any) -> str:
-    """The report page for document ``data``, as a string."""
+def render_html(data: Any, *, registry: AuditRegistry | None = None) -> str:
+    """The report page for document ``data``, as a string.
+
+    Each audit's records are drawn by the section its spec declares
+    (``registry``: the session's; default: the built-in and installed audits).
+    """
+    from ..spec import default_registry
+
     doc = normalize_document(data)
     page = _template("report.html.j2")
     return page.render(
         doc=doc,
         summary=_summary(doc),
-        sections=_sections(doc),
+        sections=_sections(doc, registry if registry is not None else default_registry()),
         encoders=[_with_params(e) for e in doc["encoders"]],
         datasets=[_dataset(d) for d in doc["datasets"]],
     )
 
 
-def render_report(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+def render_report(
+    path: str | os.PathLike[str], data: dict[str, Any], *, registry: AuditRegistry | None = None
+) -> Path:
     """Write the HTML report of ``data`` to ``path`` atomically; returns the path written.
 
     Parent folders are created. A reader never sees a half-written file: the
     page goes to a temporary file in the same folder, then replaces ``path``.
     """
     target = Path(path)
-    atomic_write_text(target, render_html(data))
+    atomic_write_text(target, render_html(data, registry=registry))
     return target

@@ -9,7 +9,7 @@ of the draw (hyper-parameters tuned on the first).
 
 The gate: ``probe.<group>``, an accuracy (``0.6``) or a gain over chance
 (``chance+0.3``); it fails when the lower end of the accuracy's 95% interval
-is above it. Defaults: see :data:`pytest_metatrace.gating.DEFAULT_THRESHOLDS`.
+is above it. Defaults and why: ``pytest_metatrace/audits/processing_probe/spec.py``.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from pytest_metatrace import (
     Settings,
     processing_probe,
 )
-from pytest_metatrace.gate_keys import builtin_gate_keys
 
 __all__ = ["pytestmark", "test_processing_trace"]
 
-#: The gate keys this audit produces (thresholds for other keys are usage errors).
-pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("probe"))
+#: This module is the processing-probe audit: its spec declares the gate keys.
+pytestmark = pytest.mark.metatrace_audit("processing_probe")
 
 
 @pytest.mark.parametrize("group", list(PARAMETER_GROUPS))

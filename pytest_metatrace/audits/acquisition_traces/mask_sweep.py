@@ -189,10 +189,10 @@ def run_mask_sweep(
 
     ``semantic`` / ``acquisition`` map a ratio to the embeddings of every
     item; ``acquisition_split`` is an
-    :class:`~pytest_metatrace.analysis.acquisition.AcquisitionSplit`;
+    :class:`~pytest_metatrace.audits.acquisition_traces.targets.AcquisitionSplit`;
     ``make_probe()`` returns a fresh :class:`LinearProbe` per ratio.
     """
-    from pytest_metatrace.analysis.acquisition import run_acquisition_probe
+    from pytest_metatrace.audits.acquisition_traces.targets import run_acquisition_probe
 
     train, test = semantic_split
     y = np.asarray(semantic_labels)

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_metatrace import Dataset, Embeddings, Encoder, Recorder, processing_drift
-from pytest_metatrace.analysis.drift import REFERENCE
-from pytest_metatrace.gate_keys import builtin_gate_keys
-from pytest_metatrace.processing import list_processing
+from pytest_metatrace import DRIFT_CLASSES, Dataset, Embeddings, Encoder, Recorder, processing_drift
 
 __all__ = ["pytestmark", "test_processing_drift"]
 
-#: The gate keys this audit produces (thresholds for other keys are usage errors).
-pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("drift"))
+#: This module is the processing-drift audit: its spec declares the gate keys.
+pytestmark = pytest.mark.metatrace_audit("processing_drift")
 
 
-@pytest.mark.parametrize("processing", [p for p in list_processing() if p != REFERENCE])
+@pytest.mark.parametrize("processing", DRIFT_CLASSES)
 def test_processing_drift(
     metatrace_encoder: Encoder,
     metatrace_dataset: Dataset,

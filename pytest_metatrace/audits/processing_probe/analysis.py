@@ -47,12 +47,10 @@ if TYPE_CHECKING:
 from pytest_metatrace.analysis.probe import (
     LinearProbe,
     ProbeInputError,
-    ProbeMode,
     SearchResult,
     check_features,
     resolve_device,
 )
-from pytest_metatrace.analysis.schema import ProbeDetails, SearchPoint
 from pytest_metatrace.analysis.stats import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_LEVEL,
@@ -60,6 +58,7 @@ from pytest_metatrace.analysis.stats import (
     bootstrap_mean,
 )
 from pytest_metatrace.analysis.validation_split import SplitTooSmall
+from pytest_metatrace.audits.processing_probe.results import ProbeDetails, SearchPoint
 from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
@@ -67,7 +66,6 @@ __all__ = [
     "ProcessingProbe",
     "ProcessingProbeResult",
     "draw_classes",
-    "probe_from_settings",
     "processing_probe",
     "run_processing_probe",
 ]
@@ -411,25 +409,6 @@ def run_processing_probe(
     return estimator.fit(train, classes).evaluate(test)
 
 
-#: ``--metatrace-probe-mode`` -> :class:`LinearProbe` mode.
-PROBE_MODES: dict[str, ProbeMode] = {"protocol": "sgd", "lbfgs": "lbfgs"}
-
-
-def probe_from_settings(settings: Settings, *, trial_share: int = 1) -> LinearProbe:
-    """The session's :class:`LinearProbe` (mode, epochs, trials, seed, device).
-
-    ``trial_share`` divides the search's trials (at least one is kept), for
-    probes that show a trend rather than a gated number.
-    """
-    return LinearProbe(
-        mode=PROBE_MODES[settings.probe_mode],
-        epochs=settings.probe_epochs,
-        n_trials=max(1, settings.probe_trials // trial_share),
-        seed=settings.seed,
-        device=settings.device,
-    )
-
-
 def processing_probe(
     embeddings: Embeddings, dataset: Dataset, group: str, settings: Settings
 ) -> ProcessingProbeResult:
@@ -443,6 +422,8 @@ def processing_probe(
     from pytest_metatrace.processing import PARAMETER_GROUPS
 
     classes = list(PARAMETER_GROUPS[group].classes)
+    from pytest_metatrace.analysis.probe import probe_from_settings
+
     probe = probe_from_settings(settings)
     train = embeddings.many(dataset, "train", classes)
     test = embeddings.many(dataset, "test", classes)

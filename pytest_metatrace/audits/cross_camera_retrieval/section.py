@@ -5,7 +5,7 @@ against the ``different`` setting, one point per encoder and query camera type
 with the diagonal drawn (a point above it is a camera trace); the margin
 distributions of both settings; a table with every gap and its interval; and
 the failed queries, with the wrongly retrieved photo beside the true pair.
-The typed :class:`~pytest_metatrace.analysis.retrieval.RetrievalResult` is
+The typed :class:`~pytest_metatrace.audits.cross_camera_retrieval.analysis.RetrievalResult` is
 rebuilt from each ``recall_gap`` record's details.
 """
 
@@ -16,10 +16,20 @@ from typing import Any
 import numpy as np
 from markupsafe import Markup
 
-from ..analysis.retrieval import SETTINGS, TIE_RULE, QueryCameraResult, RetrievalResult
-from .charts import Line, _el, _svg, _title, _txt, nice_ticks, series_color, step_chart
-from .formatting import format_interval, format_number, format_percent
-from .sections import register_section, safe_image_uri
+from pytest_metatrace.report.charts import (
+    Line,
+    nice_ticks,
+    series_color,
+    step_chart,
+    svg_document,
+    svg_element,
+    svg_text,
+    svg_title,
+)
+from pytest_metatrace.report.formatting import format_interval, format_number, format_percent
+from pytest_metatrace.report.sections import safe_image_uri
+
+from .analysis import SETTINGS, TIE_RULE, QueryCameraResult, RetrievalResult
 
 __all__ = ["recall_scatter", "retrieval_context"]
 
@@ -48,17 +58,23 @@ def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Mar
             continue
         x, _ = xy(tick, lo)
         _, y = xy(lo, tick)
-        body.append(_el("line", x1=left, x2=left + size, y1=y, y2=y, stroke="#e3e3e3"))
-        body.append(_el("line", x1=x, x2=x, y1=top, y2=top + size, stroke="#e3e3e3"))
-        body.append(_el("text", _txt(format_percent(tick)), x=left - 6, y=y + 4, text_anchor="end"))
+        body.append(svg_element("line", x1=left, x2=left + size, y1=y, y2=y, stroke="#e3e3e3"))
+        body.append(svg_element("line", x1=x, x2=x, y1=top, y2=top + size, stroke="#e3e3e3"))
         body.append(
-            _el("text", _txt(format_percent(tick)), x=x, y=top + size + 16, text_anchor="middle")
+            svg_element(
+                "text", svg_text(format_percent(tick)), x=left - 6, y=y + 4, text_anchor="end"
+            )
+        )
+        body.append(
+            svg_element(
+                "text", svg_text(format_percent(tick)), x=x, y=top + size + 16, text_anchor="middle"
+            )
         )
     (x0, y0), (x1, y1) = xy(lo, lo), xy(hi, hi)
     body.append(
-        _el(
+        svg_element(
             "line",
-            _title("no trace: same = different"),
+            svg_title("no trace: same = different"),
             x1=x0,
             y1=y0,
             x2=x1,
@@ -67,19 +83,23 @@ def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Mar
             stroke_dasharray="4 4",
         )
     )
-    body.append(_el("rect", x=left, y=top, width=size, height=size, fill="none", stroke="#222222"))
+    body.append(
+        svg_element("rect", x=left, y=top, width=size, height=size, fill="none", stroke="#222222")
+    )
     for i, (name, rs, rd) in enumerate(points):
         color, _ = series_color(i)
         x, y = xy(rs, rd)
         tip = f"{name}: recall@1 same {format_percent(rs)}, different {format_percent(rd)}"
-        body.append(_el("circle", _title(tip), cx=x, cy=y, r=6, fill=color, stroke="#222222"))
+        body.append(
+            svg_element("circle", svg_title(tip), cx=x, cy=y, r=6, fill=color, stroke="#222222")
+        )
         ly = top + 8 + 18 * i
-        body.append(_el("circle", cx=legend_x, cy=ly, r=5, fill=color, stroke="#222222"))
-        body.append(_el("text", _txt(name), x=legend_x + 10, y=ly + 4))
+        body.append(svg_element("circle", cx=legend_x, cy=ly, r=5, fill=color, stroke="#222222"))
+        body.append(svg_element("text", svg_text(name), x=legend_x + 10, y=ly + 4))
     body.append(
-        _el(
+        svg_element(
             "text",
-            _txt("recall@1, same-camera negatives"),
+            svg_text("recall@1, same-camera negatives"),
             x=left + size / 2,
             y=top + size + 34,
             text_anchor="middle",
@@ -88,9 +108,9 @@ def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Mar
     )
     cy = top + size / 2
     body.append(
-        _el(
+        svg_element(
             "text",
-            _txt("recall@1, other-camera negatives"),
+            svg_text("recall@1, other-camera negatives"),
             x=14,
             y=cy,
             text_anchor="middle",
@@ -99,7 +119,7 @@ def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Mar
         )
     )
     width = legend_x + 10 + max([len(n) for n, _, _ in points] + [10]) * 7.2 + pad
-    return _svg(width, top + size + 44, body, label)
+    return svg_document(width, top + size + 44, body, label)
 
 
 def _margin_chart(r: QueryCameraResult, title: str) -> Markup:
@@ -209,12 +229,3 @@ def retrieval_context(records: list[dict[str, Any]], document: dict[str, Any]) -
         )
         panels.append(panel)
     return {"panels": panels, "tie_rule": TIE_RULE}
-
-
-register_section(
-    "cross_camera_retrieval",
-    title="Cross-camera retrieval",
-    template="section_retrieval.html.j2",
-    context=retrieval_context,
-    order=50,
-)

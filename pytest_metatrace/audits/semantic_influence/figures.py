@@ -1,8 +1,8 @@
 """Figure data of the kNN audit: similarity distributions (Fig. 2) and a neighbour gallery (Fig. 9).
 
-They reuse the engine of :mod:`pytest_metatrace.analysis.knn` (same
+They reuse the engine of :mod:`pytest_metatrace.audits.semantic_influence.influence` (same
 normalization, same neighbour order) on a few queries; the audit's numbers
-come from :class:`~pytest_metatrace.analysis.knn.KnnInfluence`, these only
+come from :class:`~pytest_metatrace.audits.semantic_influence.influence.KnnInfluence`, these only
 illustrate them in the report.
 """
 

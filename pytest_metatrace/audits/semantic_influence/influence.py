@@ -24,7 +24,7 @@ database per query.
 
 The primitives (top-k, vote, inputs) live in
 :mod:`~pytest_metatrace.analysis.knn_engine` and are re-exported here; the
-figure data (docs/protocol.md §8) in :mod:`~pytest_metatrace.analysis.knn_figures`:
+figure data (docs/protocol.md §8) in :mod:`~pytest_metatrace.audits.semantic_influence.figures`:
 ``similarity_distributions`` for Fig. 2, ``neighbor_gallery`` for Fig. 9.
 
 Conventions shared by every function here:

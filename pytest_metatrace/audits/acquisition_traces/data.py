@@ -1,7 +1,8 @@
-"""Data plumbing of the acquisition audit: which dataset, which embeddings.
+"""The acquisition audit's data: the photos and the mask sweep's labelled set.
 
-Kept out of the audit module so that the audit reads like a test. The
-acquisition audit does not use ``--metatrace-data``: its data are
+The spec hands both out as plugin fixtures (``metatrace_acquisition_data``,
+``metatrace_sweep_data``) through the loaders below. The acquisition audit
+does not use ``--metatrace-data``: its data are
 ``--metatrace-exif-data=DIR`` when given (labels from EXIF), else
 ``--metatrace-acquisition-data`` (default ``city100``, the built-in
 camera/phone pairs; a CSV manifest with label columns works too).
@@ -9,17 +10,21 @@ camera/phone pairs; a CSV manifest with label columns works too).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from pytest_metatrace.audits.acquisition_traces.spec import AcquisitionSettings
 from pytest_metatrace.data.dataset import Dataset
 from pytest_metatrace.settings import Settings
+from pytest_metatrace.spec import DataContext
 
-__all__ = ["load_acquisition_dataset", "masked_features", "with_smartphone_column"]
+__all__ = [
+    "load_acquisition_data",
+    "load_acquisition_dataset",
+    "load_sweep_data",
+    "with_smartphone_column",
+]
 
 
 def with_smartphone_column(dataset: Dataset, table: Any) -> Dataset:
@@ -47,9 +52,10 @@ def load_acquisition_dataset(
     from pytest_metatrace.data.exif import SmartphoneTable
     from pytest_metatrace.data.sources import load_dataset
 
-    table_path = settings.smartphone_table
+    own = settings.of(AcquisitionSettings)
+    table_path = own.smartphone_table
     table = SmartphoneTable.from_csv(table_path) if table_path else SmartphoneTable()
-    exif_dir = settings.exif_data
+    exif_dir = own.exif_data
     max_pixels = settings.max_pixels
     if exif_dir:
         from pytest_metatrace.data.exif_folder import exif_dataset
@@ -58,7 +64,7 @@ def load_acquisition_dataset(
             exif_dir, cache_dir=cache_dir, max_pixels=max_pixels, table=table, progress=progress
         )
     dataset = load_dataset(
-        settings.acquisition_data,
+        own.acquisition_data,
         cache_dir=cache_dir,
         max_pixels=max_pixels,
         registry=registry,
@@ -67,14 +73,27 @@ def load_acquisition_dataset(
     return with_smartphone_column(dataset, table)
 
 
-def masked_features(
-    embeddings: Any, dataset: Dataset, ratios: Iterable[float | None]
-) -> dict[float | None, np.ndarray]:
-    """Embeddings of every item (dataset order) per mask ratio (None: unmasked), cached.
+def load_acquisition_data(context: DataContext) -> Dataset:
+    """The ``metatrace_acquisition_data`` fixture's loader: :func:`load_acquisition_dataset`."""
+    return load_acquisition_dataset(
+        context.settings,
+        cache_dir=context.cache_dir,
+        registry=context.dataset_registry,
+        progress=context.progress,
+    )
 
-    All ratios are extracted in one pass, so each photo is decoded once.
-    """
-    views = {r: embeddings.view(None, False if r is None else float(r)) for r in ratios}
-    embeddings.extractor.ensure(dataset, list(dict.fromkeys(views.values())))
-    digests = [it.digest for it in dataset.items]
-    return {r: embeddings.store.get(v, digests) for r, v in views.items()}
+
+def load_sweep_data(context: DataContext) -> Dataset | None:
+    """The mask sweep's labelled set (``--metatrace-sweep-data``); None when switched off."""
+    from pytest_metatrace.data.sources import load_dataset
+
+    spec = context.settings.of(AcquisitionSettings).sweep_data
+    if spec == "none":
+        return None
+    return load_dataset(
+        spec,
+        cache_dir=context.cache_dir,
+        max_pixels=context.settings.max_pixels,
+        registry=context.dataset_registry,
+        progress=context.progress,
+    )

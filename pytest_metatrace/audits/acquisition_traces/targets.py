@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pytest_metatrace.analysis.stats import Interval, bootstrap_mean
+from pytest_metatrace.audits.acquisition_traces.spec import TARGETS
 from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
@@ -42,18 +43,6 @@ __all__ = [
     "run_acquisition_probe",
     "target_labels",
 ]
-
-#: Acquisition targets in the paper's order (Fig. 6).
-TARGETS = (
-    "smartphone",
-    "make",
-    "model",
-    "model_smartphone",
-    "exposure",
-    "aperture",
-    "iso",
-    "focal_length",
-)
 
 
 class TargetUnavailable(ValueError):

@@ -1,7 +1,7 @@
 """Semantic influence of one parameter group (docs/protocol.md §5, paper Sec. 4.1), end to end.
 
 :func:`semantic_influence` runs the kNN engine
-(:class:`~pytest_metatrace.analysis.knn.KnnInfluence`) on a dataset's
+(:class:`~pytest_metatrace.audits.semantic_influence.influence.KnnInfluence`) on a dataset's
 embeddings, adds the report's figure data (Fig. 2 similarity distributions,
 Fig. 9 neighbour gallery with thumbnails) and returns a
 :class:`SemanticInfluenceResult` that becomes three records: the all-same
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_metatrace.analysis.schema import (
+from pytest_metatrace.audits.semantic_influence.results import (
     GalleryFigure,
     GalleryNeighbor,
     GalleryQuery,
@@ -28,9 +28,9 @@ from pytest_metatrace.analysis.schema import (
 from pytest_metatrace.results import Record, jsonable
 
 if TYPE_CHECKING:
-    from pytest_metatrace.analysis.knn import KnnInfluenceResult
-    from pytest_metatrace.analysis.knn_figures import NeighborGallery
     from pytest_metatrace.analysis.stats import Interval
+    from pytest_metatrace.audits.semantic_influence.figures import NeighborGallery
+    from pytest_metatrace.audits.semantic_influence.influence import KnnInfluenceResult
     from pytest_metatrace.data import Dataset, Split
     from pytest_metatrace.embeddings import Embeddings
     from pytest_metatrace.settings import Settings
@@ -169,11 +169,17 @@ def semantic_influence(
     seeds ``settings.seed .. settings.seed + 9``; the gallery shows the
     ``min(knn_k, training images)`` nearest neighbours of ``gallery_queries``
     queries for the pair (first class, last class) of the group. Raises
-    :class:`~pytest_metatrace.analysis.knn.KnnInputError` on a training set
+    :class:`~pytest_metatrace.audits.semantic_influence.influence.KnnInputError` on a training set
     with fewer than two semantic classes.
     """
-    from pytest_metatrace.analysis.knn import KnnInfluence, check_semantic_classes
-    from pytest_metatrace.analysis.knn_figures import neighbor_gallery, similarity_distributions
+    from pytest_metatrace.audits.semantic_influence.figures import (
+        neighbor_gallery,
+        similarity_distributions,
+    )
+    from pytest_metatrace.audits.semantic_influence.influence import (
+        KnnInfluence,
+        check_semantic_classes,
+    )
     from pytest_metatrace.processing import PARAMETER_GROUPS
 
     classes = list(PARAMETER_GROUPS[group].classes)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pytest_metatrace.analysis.schema import _float, _int, _map
+from pytest_metatrace.analysis.schema import as_float, as_int, as_map
 from pytest_metatrace.analysis.stats import Interval, bootstrap_mean
+from pytest_metatrace.audits.processing_drift.spec import REFERENCE
 from pytest_metatrace.results import Record, jsonable
 
 if TYPE_CHECKING:
@@ -22,9 +23,6 @@ if TYPE_CHECKING:
     from pytest_metatrace.embeddings import Embeddings
 
 __all__ = ["REFERENCE", "DriftResult", "cosine_distance", "processing_drift"]
-
-#: The view every class is compared with.
-REFERENCE = "jpeg95_444"
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,15 +63,15 @@ class DriftResult:
         Tolerant: a missing or malformed field takes its empty value
         (no quantile, ``reference`` ``""``, ``n_images`` None).
         """
-        d = _map(details)
-        quantiles = {str(k): _float(v) for k, v in _map(d.get("quantiles")).items()}
+        d = as_map(details)
+        quantiles = {str(k): as_float(v) for k, v in as_map(d.get("quantiles")).items()}
         return cls(
             processing=processing,
             reference=str(d["reference"]) if d.get("reference") is not None else "",
             mean=mean,
             interval=None,
             quantiles={k: v for k, v in quantiles.items() if v is not None},
-            n_images=_int(d.get("n_images")),
+            n_images=as_int(d.get("n_images")),
         )
 
     def to_records(self, *, encoder: str, dataset: str) -> list[Record]:

@@ -1,4 +1,4 @@
-"""Glue of the cross-camera retrieval audit: options -> pairs, and the failed-query gallery.
+"""The cross-camera retrieval audit's data: the pairs fixture's loader, the failed-query gallery.
 
 Kept out of the audit module so that the audit reads like a test.
 """
@@ -7,55 +7,34 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from pytest_metatrace.analysis.retrieval import QueryCameraResult
+from pytest_metatrace.audits.cross_camera_retrieval.analysis import QueryCameraResult
 from pytest_metatrace.data.dataset import Dataset
 from pytest_metatrace.data.pairs import PairedDataset
+from pytest_metatrace.spec import DataContext
 
-__all__ = ["FAILURES_SHOWN", "failure_gallery", "load_pairs_for", "pairs_view"]
+__all__ = ["FAILURES_SHOWN", "failure_gallery", "load_pairs_data"]
 
 #: Failed queries shown per query camera type and setting (the smallest margins first).
 FAILURES_SHOWN = 4
 
 
-def load_pairs_for(config: pytest.Config) -> PairedDataset:
-    """The pairs of ``--metatrace-pairs``; a bad spec fails the test with the fix, no traceback."""
-    from pytest_metatrace.data.dataset import DatasetError
+def load_pairs_data(context: DataContext) -> PairedDataset:
+    """The ``metatrace_pairs`` fixture's loader: the pairs of ``--metatrace-pairs``.
+
+    Subjects without exactly one usable photo per camera type are left out and
+    named (the plugin prints ``incomplete`` with the skipped files).
+    """
+    from pytest_metatrace.audits.cross_camera_retrieval.spec import RetrievalSettings
     from pytest_metatrace.data.pairs import load_pairs, parse_camera_mapping
-    from pytest_metatrace.options import get_option
-    from pytest_metatrace.state import cache_dir, make_progress
 
-    spec = get_option(config, "pairs")
-    try:
-        pairs = load_pairs(
-            spec,
-            cache_dir=cache_dir(config),
-            mapping=parse_camera_mapping(get_option(config, "pairs-camera")),
-            max_pixels=get_option(config, "max-pixels"),
-            progress=make_progress(config),
-        )
-    except DatasetError as exc:
-        raise pytest.fail.Exception(f"cannot load pairs {spec!r}: {exc}", pytrace=False) from None
-    if pairs.incomplete:
-        shown = "; ".join(f"{s.subject}: {s.reason}" for s in pairs.incomplete[:5])
-        more = f" (and {len(pairs.incomplete) - 5} more)" if len(pairs.incomplete) > 5 else ""
-        make_progress(config).write(
-            f"metatrace: pairs {pairs.id}: left out {len(pairs.incomplete)} subject(s) without "
-            f"one photo per camera type: {shown}{more}"
-        )
-    return pairs
-
-
-def pairs_view(config: pytest.Config, pairs: PairedDataset, crop: float) -> Dataset:
-    """The pairs as a dataset (whole frames or centre crops), described for the report."""
-    from pytest_metatrace.state import STATE_KEY
-
-    dataset = pairs.dataset(crop)
-    described = dataset.describe()
-    described["pairs"] = pairs.describe()
-    config.stash[STATE_KEY].datasets[dataset.id] = described
-    return dataset
+    own = context.settings.of(RetrievalSettings)
+    return load_pairs(
+        own.pairs,
+        cache_dir=context.cache_dir,
+        mapping=parse_camera_mapping(own.pairs_camera),
+        max_pixels=context.settings.max_pixels,
+        progress=context.progress,
+    )
 
 
 def failure_gallery(

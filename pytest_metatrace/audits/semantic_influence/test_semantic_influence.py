@@ -19,20 +19,20 @@ import pytest
 
 from pytest_metatrace import (
     PARAMETER_GROUPS,
+    SEMANTIC_GAPS,
     Dataset,
     Embeddings,
     Encoder,
+    KnnInputError,
     Recorder,
     Settings,
     semantic_influence,
 )
-from pytest_metatrace.analysis.semantic import GAPS
-from pytest_metatrace.gate_keys import builtin_gate_keys
 
 __all__ = ["pytestmark", "test_semantic_influence"]
 
-#: The gate keys this audit produces (thresholds for other keys are usage errors).
-pytestmark = pytest.mark.metatrace_gates(*builtin_gate_keys("knn"))
+#: This module is the kNN semantic-influence audit: its spec declares the gate keys.
+pytestmark = pytest.mark.metatrace_audit("semantic_influence")
 
 
 @pytest.mark.parametrize("group", list(PARAMETER_GROUPS))
@@ -44,8 +44,6 @@ def test_semantic_influence(
     metatrace_settings: Settings,
     group: str,
 ) -> None:
-    from pytest_metatrace.analysis.knn_engine import KnnInputError  # torch: import when run
-
     try:
         result = semantic_influence(
             metatrace_embeddings, metatrace_dataset, group, metatrace_settings
@@ -59,6 +57,6 @@ def test_semantic_influence(
     accuracy, *gaps = result.to_records(encoder=metatrace_encoder.id, dataset=metatrace_dataset.id)
     metatrace_record(accuracy)
     for record in gaps:
-        what = f"{PARAMETER_GROUPS[group].title} {GAPS[record.metric]}"
+        what = f"{PARAMETER_GROUPS[group].title} {SEMANTIC_GAPS[record.metric]}"
         metatrace_record.gate(record, f"knn.{group}.{record.metric}", what=what)
     metatrace_record.assert_gates()

@@ -1,0 +1,203 @@
+"""The acquisition audit's spec: gates, options, data, provenance and sections (stdlib only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pytest_metatrace.options import non_negative_int, option, positive_int
+from pytest_metatrace.spec import AuditSpec, DataSpec, GateFamily, MetricSpec, SectionSpec
+
+if TYPE_CHECKING:
+    from pytest_metatrace.settings import Settings
+
+#: Acquisition targets in the paper's order (Fig. 6).
+TARGETS = (
+    "smartphone",
+    "make",
+    "model",
+    "model_smartphone",
+    "exposure",
+    "aperture",
+    "iso",
+    "focal_length",
+)
+
+_PACKAGE = "pytest_metatrace.audits.acquisition_traces"
+
+
+@dataclass(frozen=True)
+class AcquisitionSettings:
+    """The acquisition audit's options (``settings.of(AcquisitionSettings)``)."""
+
+    acquisition_data: str = option(
+        "city100",
+        "data of the acquisition audit: city100 (built-in camera/phone pairs), city100-samesize "
+        "(resize control: both sides at 840x600), or a CSV manifest / folder whose metadata "
+        "columns hold make, model, smartphone, exposure, aperture, iso, focal_length",
+        metavar="SPEC",
+    )
+    exif_data: str | None = option(
+        None,
+        "folder of photos straight from cameras and phones, labelled by their EXIF, for the "
+        "acquisition audit (first sub-folder = group, e.g. photographer); overrides "
+        "--metatrace-acquisition-data",
+        metavar="DIR",
+    )
+    smartphone_table: str | None = option(
+        None,
+        "CSV make,model,smartphone (model a regex, smartphone yes/no) whose rows take "
+        "precedence over the built-in smartphone table",
+        metavar="CSV",
+    )
+    min_per_class: int = option(
+        10,
+        "acquisition probes keep classes with at least this many images (paper: 5000)",
+        convert=positive_int,
+        metavar="N",
+    )
+    test_per_class: int = option(
+        0,
+        "acquisition probes hold out this many test images per class (paper: 500; 0 = a "
+        "quarter of the smallest kept class)",
+        convert=non_negative_int,
+        metavar="N",
+    )
+    sweep_data: str = option(
+        "demo",
+        "labelled set of the mask sweep's semantic kNN curve ('none' to skip the sweep)",
+        metavar="SPEC",
+    )
+
+
+def choices(settings: Settings) -> list[dict[str, str]]:
+    """The acquisition audit's protocol choices, for the report's provenance."""
+    from pytest_metatrace.audits.acquisition_traces.agreement import AGREEMENT_K
+    from pytest_metatrace.audits.acquisition_traces.mask_sweep import SWEEP_RATIOS
+
+    own = settings.of(AcquisitionSettings)
+    ratios = ", ".join(f"{r:g}" for r in SWEEP_RATIOS)
+    return [
+        {
+            "topic": "Acquisition probes",
+            "choice": f"classes with at least {own.min_per_class} images; "
+            f"{own.test_per_class or 'a quarter of the smallest class'} test images per "
+            "class, whole groups at a time in a seeded order, surplus test images dropped (not "
+            "moved to training); the rest undersampled to the minority class; hyper-parameters "
+            "tuned on the probe's stratified 20% validation share of the training side; a "
+            "target whose classes split the images exactly like an earlier one is listed, not "
+            "re-run",
+            "reason": "docs/protocol.md §4 at a user's scale (paper: 5,000 / 500 / 200); groups "
+            "(photographer, owner, scene) never on both sides",
+        },
+        {
+            "topic": "Acquisition data",
+            "choice": "City100 labels from the device folder; EXIF folders: group = first "
+            "sub-folder; smartphone from the built-in make / model table unless "
+            "--metatrace-smartphone-table overrides it; city100-samesize = Nikon photos "
+            "downscaled to 840x600 with Pillow LANCZOS before the encoder",
+            "reason": "City100 ships without EXIF; the resize control separates a device trace "
+            "from the encoder's different resize of the two native sizes",
+        },
+        {
+            "topic": "Neighbour agreement and mask sweep",
+            "choice": "agreement at k = "
+            + ", ".join(str(k) for k in AGREEMENT_K)
+            + ": cosine on unmasked embeddings, query excluded, equal similarities ranked by "
+            "lower index, chance = mean over queries of (n_c - 1)/(N - 1); sweep ratios "
+            f"{ratios}; semantic kNN on the sweep set's split, tied votes to the lowest label "
+            "index (research code rule); the sweep's probes search a sixth of the probe trials "
+            "(the audit's own probe searches all of them)",
+            "reason": "docs/protocol.md §3 and §7 (paper Table 2, Fig. 5)",
+        },
+    ]
+
+
+def _section(audit: str, title: str, context: str, order: int) -> SectionSpec:
+    return SectionSpec(audit, title, "section.html.j2", f"{_PACKAGE}.section:{context}", order)
+
+
+SPEC = AuditSpec(
+    name="acquisition_traces",
+    title="Acquisition traces",
+    summary="on real camera / phone photos: linear-probe top-1 for smartphone-or-not, make, "
+    "model, model among phones, exposure, aperture, ISO, focal length, on centre-masked photos; "
+    "share of top-k neighbours (k = 10, 25, 50) with the same label vs chance; the mask sweep; "
+    "a t-SNE map",
+    paper="Sec. 3.2, Fig. 5, 6, 7, Table 2",
+    order=40,
+    tests=("test_acquisition_traces",),
+    settings=AcquisitionSettings,
+    gates=(
+        GateFamily(
+            "probe.smartphone",
+            "an accuracy (a fraction)",
+            0.0,
+            1.0,
+            chance=True,
+            default="0.65",
+            reason="on centre-masked photos CLIP-type encoders tell a phone from a camera at "
+            ">70% against 50% chance (paper Sec. 3.2, Fig. 6); 0.65 fails that level and "
+            "passes encoders near chance",
+        ),
+        *(
+            GateFamily(
+                f"probe.{target}",
+                "an accuracy (a fraction)",
+                0.0,
+                1.0,
+                chance=True,
+                default="chance+0.15",
+                reason="the smartphone probe's margin over its own chance, for targets with "
+                "more classes",
+            )
+            for target in TARGETS[1:]
+        ),
+        GateFamily(
+            "agreement.*",
+            "an agreement (a fraction)",
+            0.0,
+            1.0,
+            chance=True,
+            default="chance+0.10",
+            reason="Table 2 at k = 10: CLIP ViT-L/14@336 70.1% (about 20 points over chance), "
+            "SigLIP 58.6%, DINO 58.0%, ConvNeXt-L 56.8%, DINOv2 54.0%; chance+0.10 fails "
+            "CLIP-level agreement and passes the others",
+        ),
+    ),
+    gate_keys=tuple(f"{kind}.{t}" for kind in ("probe", "agreement") for t in TARGETS),
+    choices=f"{_PACKAGE}.spec:choices",
+    results={
+        "acquisition_probe": f"{_PACKAGE}.targets:AcquisitionProbeResult",
+        "neighbour_agreement": f"{_PACKAGE}.agreement:NeighbourAgreement",
+        "mask_sweep": f"{_PACKAGE}.mask_sweep:MaskSweep",
+        "embedding_map": f"{_PACKAGE}.mask_sweep:EmbeddingMap",
+    },
+    sections=(
+        _section("acquisition_targets", "Acquisition targets", "targets_context", 40),
+        _section("acquisition_probe", "Acquisition probes (Fig. 6)", "probe_context", 41),
+        _section("neighbour_agreement", "Neighbour agreement (Table 2)", "agreement_context", 42),
+        _section("mask_sweep", "Mask sweep (Fig. 5)", "sweep_context", 43),
+        _section("embedding_map", "Embedding map (Fig. 7)", "map_context", 44),
+    ),
+    data=(
+        DataSpec(
+            "metatrace_acquisition_data",
+            f"{_PACKAGE}.data:load_acquisition_data",
+            "the acquisition photos (--metatrace-exif-data, else --metatrace-acquisition-data)",
+        ),
+        DataSpec(
+            "metatrace_sweep_data",
+            f"{_PACKAGE}.data:load_sweep_data",
+            "the mask sweep's labelled set (--metatrace-sweep-data)",
+        ),
+    ),
+    fixtures=f"{_PACKAGE}.fixtures",
+    metrics=(
+        MetricSpec("acquisition_probe", "top1", "higher", "probe top-1"),
+        MetricSpec("neighbour_agreement", "agreement@*", "higher", "neighbour agreement"),
+        MetricSpec("acquisition_targets", "*", "none"),
+        MetricSpec("mask_sweep", "*", "none"),
+        MetricSpec("embedding_map", "*", "none"),
+    ),
+)

@@ -1,0 +1,1 @@
+"""Cross-camera retrieval: finding a photo's twin from another camera (Sec. 4.2)."""

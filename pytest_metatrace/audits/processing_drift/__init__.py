@@ -1,0 +1,1 @@
+"""Processing drift: how far each processing class moves an image's embedding."""

@@ -1,0 +1,1 @@
+"""Processing probes: reading the processing back from embeddings (paper Sec. 3.1)."""

@@ -1,0 +1,1 @@
+"""Semantic influence: processing pulling kNN predictions around (paper Sec. 4.1)."""
