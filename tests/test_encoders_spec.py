@@ -169,7 +169,7 @@ def test_did_you_mean_prefers_exact_then_contained_then_subsequence() -> None:
 
 def test_registry_register_names_get_describe() -> None:
     reg = EncoderRegistry(entry_points=False)
-    assert reg.names() == ["lite0"]
+    assert reg.names() == ["lite0", "lite1", "lite2"]
     assert reg.get("lite0").alias == "builtin:lite0"
 
     def factory(**options: object) -> object:
@@ -177,7 +177,7 @@ def test_registry_register_names_get_describe() -> None:
 
     reg.register("my_vit", factory, description="in-house ViT")
     reg.register("my_alias", "timm:resnet18@a1_in1k")
-    assert reg.names() == ["lite0", "my_alias", "my_vit"]
+    assert reg.names() == ["lite0", "lite1", "lite2", "my_alias", "my_vit"]
     assert reg.names("my_*") == ["my_alias", "my_vit"]
     assert reg.get("my_vit").factory is factory
     assert reg.describe()["my_vit"] == "in-house ViT"
@@ -235,7 +235,7 @@ def test_entry_points_are_listed_lazily_and_loaded_on_get(
         lambda group=None: eps if group == "pytest_metatrace.encoders" else [],
     )
     reg = EncoderRegistry()
-    assert reg.names() == ["ep_broken", "ep_model", "lite0"]
+    assert reg.names() == ["ep_broken", "ep_model", "lite0", "lite1", "lite2"]
     assert "ep_encoders_mod" not in sys.modules  # listing imports nothing
     entry = reg.get("ep_model")
     assert callable(entry.factory)
@@ -358,7 +358,10 @@ def test_hf_hub_offline_env_means_unreachable(monkeypatch: pytest.MonkeyPatch) -
             "open_clip:ViT-B-61@openai",
             ["unknown open_clip architecture 'ViT-B-61'", "did you mean"],
         ),
-        ("builtin:lite1", ["unknown built-in encoder 'lite1'", "did you mean 'lite0'"]),
+        (
+            "builtin:lite3",
+            ["unknown built-in encoder 'lite3'; did you mean", "built-ins: ['lite0', 'lite1'"],
+        ),
         ("hf:not-a-hub-id", ["hub id 'org/name'"]),
         ("hf:org/name?pooling=mean", ["take no option(s) ['pooling']"]),
     ],

