@@ -208,6 +208,58 @@ def acceptance(cells: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _cp_lower_counts(k: np.ndarray, n: np.ndarray, alpha: float) -> np.ndarray:
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    return np.where(k > 0, beta_dist.ppf(alpha, np.maximum(k, 1), n - k + 1), 0.0)
+
+
+def paired_exact_alternatives(d: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Two exact lower ends for the mean of paired 0/1 differences d in {-1, 0, 1}.
+
+    * ``rounded CP``: each tie (d = 0, i.e. 1/2 on the unit scale) replaced by
+      a fair coin, then Clopper-Pearson: exact, but randomized.
+    * ``McNemar x CP``: the discordant share p_d (Clopper-Pearson at 1.25%)
+      times 2 pi - 1, pi the share of (1, 0) among discordant pairs (exact
+      conditional binomial at 1.25%); Bonferroni makes the product a 2.5% bound.
+    """
+    n = d.shape[1]
+    unit = np.where(d == 0, rng.integers(0, 2, d.shape), (d + 1) / 2)
+    rounded = 2 * _cp_lower_counts(unit.sum(axis=1), np.full(d.shape[0], n), ALPHA1) - 1
+    pos = (d == 1).sum(axis=1)
+    disc = pos + (d == -1).sum(axis=1)
+    pd_low = _cp_lower_counts(disc, np.full(d.shape[0], n), ALPHA1 / 2)
+    pd_high = 1 - _cp_lower_counts(n - disc, np.full(d.shape[0], n), ALPHA1 / 2)
+    pi_low = np.where(disc > 0, _cp_lower_counts(pos, np.maximum(disc, 1), ALPHA1 / 2), 0.0)
+    coef = 2 * pi_low - 1
+    mcnemar = np.where(coef >= 0, coef * pd_low, coef * pd_high)
+    return {"rounded CP": rounded, "McNemar x CP": mcnemar}
+
+
+def alternatives_section(reps: int, seed: int) -> list[str]:
+    """Paired 0/1 differences: the gate's betting end next to two exact alternatives."""
+    models = [("bench model", t, 0.1 * (1 - t)) for t in (0.5, 0.8, 0.95)] + [
+        ("tie-heavy", t, 0.05) for t in (0.1, 0.15, 0.2)
+    ]
+    methods = ["gate", "rounded CP", "McNemar x CP"]
+    head = ["model", "n", "true", *[f"false-fail {m}" for m in methods]]
+    head += [f"power {m}" for m in methods]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, truth, q_neg in models:
+        for n in (25, 50, 150, 1000):
+            rng = np.random.default_rng([seed, 99, n, round(truth * 1000)])
+            u = rng.random((reps, n))
+            q_pos = truth + q_neg
+            d = np.where(u < q_neg, -1.0, np.where(u < q_neg + q_pos, 1.0, 0.0))
+            lows = {"gate": gate_lower_ends(d, bounds=(-1.0, 1.0))}
+            lows.update(paired_exact_alternatives(d, rng))
+            row = [name, str(n), f"{truth:.2f}"]
+            row += [pct(rate(lows[m], truth)) for m in methods]
+            row += [pct(rate(lows[m], truth - GAP)) for m in methods]
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def timings() -> list[str]:
     rng = np.random.default_rng(0)
     lines = []
@@ -233,8 +285,24 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "intervals")
+    ap.add_argument(
+        "--alternatives-only",
+        action="store_true",
+        help="only the paired-difference comparison with exact alternatives (~1 min)",
+    )
     args = ap.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    alt_lines = [
+        f"Paired 0/1 differences, {args.reps} test sets per cell; 'tie-heavy': "
+        "P(d = -1) = 0.05, P(d = 1) = true + 0.05, ties otherwise (a kNN or recall gap).",
+        "",
+        *alternatives_section(args.reps, args.seed),
+        "",
+    ]
+    args.out.with_name(args.out.name + "_paired_alternatives.md").write_text("\n".join(alt_lines))
+    print("\n".join(alt_lines), flush=True)
+    if args.alternatives_only:
+        return
     load_before = os.getloadavg()
     t_start = time.perf_counter()
     cells = []

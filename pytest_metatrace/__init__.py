@@ -21,6 +21,8 @@ _EXPORTS = {
     "Interval": "pytest_metatrace.analysis.stats",
     "bootstrap_mean": "pytest_metatrace.analysis.stats",
     "bootstrap_mean_diff": "pytest_metatrace.analysis.stats",
+    "gate_interval": "pytest_metatrace.analysis.intervals",
+    "IntervalError": "pytest_metatrace.analysis.intervals",
     # analyses and their typed results
     "processing_drift": "pytest_metatrace.analysis.drift",
     "DriftResult": "pytest_metatrace.analysis.drift",
@@ -66,6 +68,7 @@ __all__ = [
     "Encoder",
     "GateOutcome",
     "Interval",
+    "IntervalError",
     "KnnInfluence",
     "KnnInfluenceResult",
     "LinearProbe",
@@ -83,6 +86,7 @@ __all__ = [
     "bootstrap_mean",
     "bootstrap_mean_diff",
     "create_encoder",
+    "gate_interval",
     "get_processing",
     "list_encoders",
     "load_dataset",
@@ -96,6 +100,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from pytest_metatrace.analysis.drift import DriftResult, processing_drift
+    from pytest_metatrace.analysis.intervals import IntervalError, gate_interval
     from pytest_metatrace.analysis.knn import KnnInfluence, KnnInfluenceResult
     from pytest_metatrace.analysis.probe import LinearProbe, ProbeInputError
     from pytest_metatrace.analysis.processing_probe import (
