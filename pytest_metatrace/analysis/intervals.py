@@ -39,7 +39,11 @@ Two points where the guarantee rests on simulation rather than a theorem:
   deterministic, as a seeded bootstrap is.
 * The switch. Clopper-Pearson is exact for scores that are 0/1 by nature; a
   score type that merely happens to sit at its bounds in one sample (a probe's
-  mean over classes, every image right) gets it too.
+  mean over classes, every image right) gets it too. That part alone still
+  errs at most 2.5%: with P(score = upper) = a <= mean and P(score = lower)
+  = b <= 1 - a, a sample of k uppers and n - k lowers has probability
+  C(n, k) a^k b^(n-k) <= the Binomial(n, a) probability of k. The union with
+  the betting part is only bounded by 5%.
 
 bench/bench_intervals.py measures the deterministic procedure as shipped,
 switch included: at most 2.5% false-fail in every cell.
