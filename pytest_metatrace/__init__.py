@@ -23,6 +23,8 @@ _EXPORTS = {
     "Interval": "pytest_metatrace.analysis.stats",
     "bootstrap_mean": "pytest_metatrace.analysis.stats",
     "bootstrap_mean_diff": "pytest_metatrace.analysis.stats",
+    "gate_interval": "pytest_metatrace.analysis.intervals",
+    "IntervalError": "pytest_metatrace.analysis.intervals",
     # the audit spec
     "AuditSpec": "pytest_metatrace.spec",
     "AuditRegistry": "pytest_metatrace.spec",
@@ -120,6 +122,7 @@ __all__ = [
     "GateFamily",
     "GateOutcome",
     "Interval",
+    "IntervalError",
     "KnnInfluence",
     "KnnInfluenceResult",
     "KnnInputError",
@@ -149,6 +152,7 @@ __all__ = [
     "create_encoder",
     "embedding_map",
     "failure_gallery",
+    "gate_interval",
     "get_processing",
     "list_encoders",
     "load_dataset",
@@ -169,6 +173,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from pytest_metatrace.analysis.intervals import IntervalError, gate_interval
     from pytest_metatrace.analysis.knn_engine import KnnInputError
     from pytest_metatrace.analysis.probe import LinearProbe, ProbeInputError, probe_from_settings
     from pytest_metatrace.analysis.stats import Interval, bootstrap_mean, bootstrap_mean_diff

@@ -10,7 +10,8 @@ averaged over seeds / pairs, so the point estimate is unchanged.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,30 @@ class Interval:
     low: float  #: lower end of the interval
     high: float  #: upper end of the interval
     level: float  #: confidence level, e.g. 0.95
-    n: int  #: number of resampled units (test images)
-    method: str  #: how it was computed, for the report
+    n: int  #: number of units (test images) it was computed over
+    #: how it was computed, for the report: ``"clopper-pearson"`` or ``"betting"``
+    #: (:func:`~pytest_metatrace.analysis.intervals.gate_interval`) or a percentile
+    #: bootstrap description (:func:`bootstrap_mean`); empty when not recorded
+    method: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Interval:
+        """Inverse of :meth:`to_dict`; reads documents written before or after this version.
+
+        A missing ``method`` reads as ``""``; keys this version does not know are
+        ignored, so that a report written by a newer plugin still loads.
+        """
+        known = {f.name for f in fields(cls)}
+        missing = sorted(
+            name for name in ("estimate", "low", "high", "level", "n") if name not in data
+        )
+        if missing:
+            raise ValueError(f"an interval needs {', '.join(missing)}; got keys {sorted(data)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _percentile_bootstrap(
