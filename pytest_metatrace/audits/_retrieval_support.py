@@ -34,9 +34,16 @@ def load_pairs_for(config: pytest.Config) -> PairedDataset:
             mapping=parse_camera_mapping(get_option(config, "pairs-camera")),
             max_pixels=get_option(config, "max-pixels"),
             progress=make_progress(config),
+            crop=get_option(config, "pairs-crop"),
         )
     except DatasetError as exc:
         raise pytest.fail.Exception(f"cannot load pairs {spec!r}: {exc}", pytrace=False) from None
+    if pairs.skipped:
+        shown = "; ".join(f"{s.path}: {s.reason}" for s in pairs.skipped[:5])
+        more = f" (and {len(pairs.skipped) - 5} more)" if len(pairs.skipped) > 5 else ""
+        make_progress(config).write(
+            f"metatrace: pairs {pairs.id}: skipped {len(pairs.skipped)} photo(s): {shown}{more}"
+        )
     if pairs.incomplete:
         shown = "; ".join(f"{s.subject}: {s.reason}" for s in pairs.incomplete[:5])
         more = f" (and {len(pairs.incomplete) - 5} more)" if len(pairs.incomplete) > 5 else ""
