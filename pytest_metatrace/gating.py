@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pytest_metatrace.results import GateOutcome, Record
+from pytest_metatrace.results import format_measure as _fmt
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -173,10 +174,6 @@ def resolve_threshold(
         if hit is not None:
             return hit[1], name, hit[0]
     return None
-
-
-def _fmt(value: float, unit: str) -> str:
-    return f"{100 * value:.1f}%" if unit == "fraction" else f"{value:.4g}"
 
 
 def evaluate_gate(

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "GateOutcome", "Record", "jsonable"]
+__all__ = ["SCHEMA_VERSION", "GateOutcome", "Record", "format_measure", "jsonable"]
 
 #: Version of the JSON layout written by ``--metatrace-json``.
 SCHEMA_VERSION = 1
@@ -93,3 +93,19 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def format_measure(value: Any, unit: str, *, signed: bool = False) -> str:
+    """A record's number in its unit: ``fraction`` as a percentage, others to 4 digits.
+
+    ``signed`` writes a difference: ``+3.2 points`` for fractions, ``+0.0123``
+    otherwise. A missing or non-finite value prints as ``n/a``. Shared by the
+    gate and baseline messages and the terminal summary, so that the three
+    write a number alike.
+    """
+    if value is None or not math.isfinite(float(value)):
+        return "n/a"
+    sign = "+" if signed else ""
+    if unit == "fraction":
+        return f"{100 * float(value):{sign}.1f}" + (" points" if signed else "%")
+    return f"{float(value):{sign}.4g}"

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_metatrace.results import Record
+from pytest_metatrace.results import format_measure as _fmt
 
 __all__ = [
     "JUNIT_HIDDEN",
@@ -32,15 +33,6 @@ JUNIT_HIDDEN = (
     "metatrace_extract",
     "metatrace_used",
 )
-
-
-def _fmt(value: Any, unit: str, *, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    sign = "+" if signed else ""
-    if unit == "fraction":
-        return f"{100 * float(value):{sign}.1f}" + (" points" if signed else "%")
-    return f"{float(value):{sign}.4g}"
 
 
 def describe_record(rec: Mapping[str, Any]) -> str:
