@@ -41,6 +41,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    """A seed numpy, torch and scikit-learn all accept: 0 to 2**32 - 1."""
+    value = int(text)
+    if not 0 <= value <= 2**32 - 1:
+        raise ValueError("must be an integer from 0 to 4294967295 (2**32 - 1)")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:
@@ -174,7 +182,13 @@ OPTIONS: tuple[Option, ...] = (
         _unit_interval,
         metavar="RATIO",
     ),
-    Option("seed", "base seed for splits, processing draws and probes", 0, int, metavar="N"),
+    Option(
+        "seed",
+        "base seed for splits, processing draws and probes (0 to 2**32 - 1)",
+        0,
+        _seed,
+        metavar="N",
+    ),
     Option(
         "test-fraction",
         "share of each class held out as the test split",
