@@ -29,6 +29,7 @@ def copy_audits(target: str | Path, *, force: bool = False) -> list[Path]:
 
     Raises :class:`CopyError` naming the files that exist already, unless ``force``.
     """
+    from pytest_metatrace._files import atomic_write_text
     from pytest_metatrace.spec import default_registry
 
     folder = Path(target)
@@ -43,14 +44,19 @@ def copy_audits(target: str | Path, *, force: bool = False) -> list[Path]:
             f"not overwriting {', '.join(str(p) for p in existing)}; "
             "pass --force to replace them with the built-in versions"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in names:
-        path = folder / name
-        package, _, module = sources[name].rpartition(".")
-        text = resources.files(package).joinpath(f"{module}.py").read_text(encoding="utf-8")
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
+    written: list[Path] = []
+    try:
+        for name in names:
+            package, _, module = sources[name].rpartition(".")
+            text = resources.files(package).joinpath(f"{module}.py").read_text(encoding="utf-8")
+            # Each module whole or not at all: a full disk leaves no half-written audit.
+            written.append(atomic_write_text(folder / name, text))
+    except OSError as exc:
+        done = f" ({len(written)} of {len(names)} modules written)" if written else ""
+        raise CopyError(
+            f"cannot write the audits to {folder}: {exc.strerror or exc}{done}; "
+            "give a folder you can write to"
+        ) from None
     return written
 
 

@@ -8,6 +8,7 @@ the JUnit properties (the HTML report has its own, HTML-aware formatters in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["format_duration", "format_measure"]
@@ -16,9 +17,9 @@ __all__ = ["format_duration", "format_measure"]
 def format_measure(value: Any, unit: str, *, signed: bool = False) -> str:
     """``84.1%`` for a fraction (``+2.0 points`` signed), else 4 significant digits.
 
-    ``None`` prints as ``n/a``.
+    A missing or non-finite value prints as ``n/a``.
     """
-    if value is None:
+    if value is None or not math.isfinite(float(value)):
         return "n/a"
     sign = "+" if signed else ""
     if unit == "fraction":

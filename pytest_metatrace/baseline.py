@@ -31,8 +31,10 @@ Imported at plugin load: stdlib only (numpy inside functions).
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from pytest_metatrace._files import atomic_write_text
+from pytest_metatrace._files import TextFileError, atomic_write_text, read_text_file
 from pytest_metatrace._format import format_measure as _fmt
 from pytest_metatrace.gating import ThresholdError, parse_threshold
 from pytest_metatrace.results import Record, jsonable
@@ -126,7 +128,7 @@ class BaselineComparison:
     baseline_path: str  #: the baseline file
     baseline_encoder: str  #: encoder id in the baseline
     baseline_fingerprint: str | None  #: its fingerprint
-    baseline_value: float  #: the baseline's point estimate
+    baseline_value: float | None  #: the baseline's point estimate (None: not measurable)
     baseline_interval: dict[str, Any] | None  #: the baseline's interval
     difference: float  #: candidate value - baseline value
     low: float | None  #: lower end of the interval on the difference (None: not compared)
@@ -162,20 +164,88 @@ def baseline_document(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save_baseline(path: Path, doc: Mapping[str, Any]) -> Path:
-    """Write ``doc`` as a baseline file at ``path`` (atomically); returns the path."""
+    """Write ``doc`` as a baseline file at ``path`` (atomically); returns the path.
+
+    Raises :class:`OSError` (``IsADirectoryError`` for a folder); no temporary
+    file is left behind.
+    """
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, f"it is a folder; give a file path, e.g. {path / 'baseline.json'}"
+        )
     text = json.dumps(baseline_document(doc), indent=1, sort_keys=True, allow_nan=False)
     return atomic_write_text(path, text)
 
 
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass; a True in a number slot is a hand edit, not a 1.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number_problem(value: Any, *, allow_null: bool) -> str | None:
+    """Why ``value`` is not a finite number (None when it is, or is an allowed null)."""
+    if value is None:
+        return None if allow_null else "is missing (null)"
+    if not _is_number(value):
+        return f"is {type(value).__name__} {json.dumps(value)[:40]}, not a number"
+    if not math.isfinite(value):
+        return f"is {value!r}, not a finite number"
+    return None
+
+
+def _record_problem(record: Mapping[str, Any]) -> str | None:
+    """The first value of a baseline record a comparison would read that is unusable."""
+    problem = _number_problem(record.get("value"), allow_null=True)
+    if problem:
+        return f"its value {problem}"
+    interval = record.get("interval")
+    if interval is not None:
+        if not isinstance(interval, Mapping):
+            return f"its interval is {type(interval).__name__}, not an object with low and high"
+        for end in ("low", "high"):
+            problem = _number_problem(interval.get(end), allow_null=True)
+            if problem:
+                return f"its interval's {end} {problem}"
+    scores, ids = record.get("scores"), record.get("score_ids")
+    if scores is not None or ids is not None:
+        if not isinstance(scores, list) or not isinstance(ids, list):
+            return "its scores and score_ids are not two lists"
+        if len(scores) != len(ids):
+            return f"it has {len(scores)} scores but {len(ids)} score_ids"
+        for k, score in enumerate(scores):
+            problem = _number_problem(score, allow_null=False)
+            if problem:
+                return f"its score {k} (image {str(ids[k])[:40]!r}) {problem}"
+        if not all(isinstance(i, str) for i in ids):
+            return "its score_ids are not all text"
+    return None
+
+
+def _describe_record(index: int, record: Mapping[str, Any]) -> str:
+    parts = [str(record.get(k)) for k in ("audit", "metric", "parameter") if record.get(k)]
+    where = ", ".join(f"{k} {record.get(k)}" for k in ("encoder", "dataset") if record.get(k))
+    return f"record {index} ({'/'.join(parts) or 'no audit'}{'; ' + where if where else ''})"
+
+
 def load_baseline(path: Path) -> Baseline:
-    """Read a file written by ``--metatrace-save-baseline``; :class:`BaselineError` if unusable."""
+    """Read a file written by ``--metatrace-save-baseline``; :class:`BaselineError` if unusable.
+
+    Every record's numbers are checked here, before any work: a NaN, an
+    infinity or a string where a comparison reads a number would switch the
+    comparison off (a NaN is never greater than the tolerance) or crash it.
+    """
     fix = "save one with `pytest --metatrace-save-baseline=PATH ...` on the encoder you ship"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BaselineError(f"cannot read baseline {path}: {exc.strerror or exc}; {fix}") from None
+        text = read_text_file(path, what="baseline", fix=fix)
+    except TextFileError as exc:
+        message = str(exc)
+        raise BaselineError(message if message.endswith(fix) else f"{message}; {fix}") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineError(f"baseline {path} is not JSON ({exc}); {fix}") from None
+    except RecursionError:
+        raise BaselineError(f"baseline {path} is not JSON (nested too deeply); {fix}") from None
     header = data.get("baseline") if isinstance(data, dict) else None
     if not isinstance(header, dict) or header.get("kind") != BASELINE_KIND:
         raise BaselineError(
@@ -187,12 +257,39 @@ def load_baseline(path: Path) -> Baseline:
             f"baseline {path} has format {header.get('format')!r}; this pytest-metatrace reads "
             f"format {BASELINE_FORMAT}; {fix}"
         )
+    version = header.get("protocol_version", -1)
+    settings = header.get("settings") or {}
+    records = data.get("records", [])
+    encoders = data.get("encoders", [])
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise BaselineError(
+            f"baseline {path}: its protocol_version {version!r} is not a whole number; {fix}"
+        )
+    for name, value, kind in (
+        ("settings", settings, dict),
+        ("records", records, list),
+        ("encoders", encoders, list),
+    ):
+        if not isinstance(value, kind):
+            raise BaselineError(
+                f"baseline {path}: its {name} is {type(value).__name__}, not "
+                f"{'an object' if kind is dict else 'a list'}; {fix}"
+            )
+    for i, record in enumerate(records):
+        problem = "is not an object" if not isinstance(record, dict) else _record_problem(record)
+        if problem:
+            shown = _describe_record(i, record if isinstance(record, dict) else {})
+            raise BaselineError(
+                f"baseline {path}: {shown}: {problem}; the comparison cannot use it. "
+                f"Re-save the baseline (`pytest --metatrace-save-baseline=PATH ...`) instead of "
+                "editing it"
+            )
     return Baseline(
         path=path,
-        protocol_version=int(header.get("protocol_version", -1)),
-        settings=dict(header.get("settings") or {}),
-        records=[r for r in data.get("records", []) if isinstance(r, dict)],
-        encoders=[e for e in data.get("encoders", []) if isinstance(e, dict)],
+        protocol_version=version,
+        settings=dict(settings),
+        records=records,
+        encoders=[e for e in encoders if isinstance(e, dict)],
     )
 
 
@@ -229,6 +326,12 @@ def parse_tolerances(lines: Sequence[str]) -> list[tuple[str, float]]:
             spec = parse_threshold(value)
         except ThresholdError:
             spec = None
+        if spec is not None and not math.isfinite(spec.value):
+            raise BaselineError(
+                f"--metatrace-baseline-tolerance {line!r}: an infinite or NaN tolerance can never "
+                "fail, so it switches the comparison off; use a finite non-negative number in "
+                "the record's unit (0.02, 2%), e.g. probe.*=0.02"
+            )
         if spec is None or spec.relative_to_chance or spec.value < 0:
             raise BaselineError(
                 f"--metatrace-baseline-tolerance {line!r}: use VALUE or KEY=VALUE with a "
@@ -250,9 +353,25 @@ def _tolerance(key: str, tolerances: Sequence[tuple[str, float]]) -> float:
 
 
 def _fmt_interval(interval: Mapping[str, Any] | None, unit: str) -> str:
-    if not interval:
+    ends = _ends(interval)
+    if ends is None:
         return "no interval"
-    return f"CI {_fmt(float(interval['low']), unit)} to {_fmt(float(interval['high']), unit)}"
+    return f"CI {_fmt(ends[0], unit)} to {_fmt(ends[1], unit)}"
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None (null, NaN or infinite)."""
+    if not _is_number(value) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _ends(interval: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """An interval's (low, high) when both are finite numbers, else None."""
+    if not interval:
+        return None
+    low, high = _finite(interval.get("low")), _finite(interval.get("high"))
+    return None if low is None or high is None else (low, high)
 
 
 def _paired(record: Record, base: Mapping[str, Any], *, seed: int) -> tuple[float, float, int]:
@@ -303,12 +422,19 @@ def compare_record(
             "a baseline only compares encoders on the same images: re-save it on this data"
         )
     unit = record.unit
-    base_value = float(base["value"])
-    diff = float(record.value) - base_value
+    base_value = _finite(base.get("value"))
+    value = _finite(record.value)
+    diff = math.nan if base_value is None or value is None else value - base_value
+    cand_ends, base_ends = _ends(record.interval), _ends(base.get("interval"))
     low: float | None
     high: float | None
     n_paired = 0
-    if record.scores and record.score_ids and base.get("scores") and base.get("score_ids"):
+    if base_value is None or value is None:
+        low = high = None
+        method = "not compared"
+        side = "the baseline holds" if base_value is None else "this run has"
+        how = f"{side} no value for it (not measurable)"
+    elif record.scores and record.score_ids and base.get("scores") and base.get("score_ids"):
         low, high, n_paired = _paired(record, base, seed=seed)
         low, high = (
             min(low, diff),
@@ -316,9 +442,9 @@ def compare_record(
         )  # the value difference may differ in the last bit
         method = "paired bootstrap"
         how = f"95% paired-bootstrap CI over the same {n_paired} test images"
-    elif record.interval and base.get("interval"):
-        low = float(record.interval["low"]) - float(base["interval"]["high"])
-        high = float(record.interval["high"]) - float(base["interval"]["low"])
+    elif cand_ends is not None and base_ends is not None:
+        low = cand_ends[0] - base_ends[1]
+        high = cand_ends[1] - base_ends[0]
         method = "unpaired intervals"
         how = "conservative interval from the two 95% CIs (no per-image scores to pair)"
     else:
@@ -400,8 +526,8 @@ def active_baseline(config: pytest.Config) -> Baseline | None:
     if value:
         try:
             baseline = load_baseline(_resolve(config, value))
-            check_settings(baseline, settings.to_dict())
             parse_tolerances(settings.baseline_tolerance)
+            check_settings(baseline, settings.to_dict())
         except BaselineError as exc:
             raise pytest.UsageError(f"--metatrace-baseline: {exc}") from None
     config.stash[_BASELINE_KEY] = baseline
@@ -453,7 +579,7 @@ def save_session_baseline(config: pytest.Config, doc: Mapping[str, Any]) -> str 
     try:
         config.stash[_SAVED_KEY] = save_baseline(path, doc)
     except OSError as exc:
-        return f"could not write the baseline {path}: {exc}"
+        return f"could not write the baseline {path}: {exc.strerror or exc}"
     return None
 
 

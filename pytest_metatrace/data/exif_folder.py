@@ -12,7 +12,6 @@ photos whose ``Software`` tag names an editor are kept, flagged in the
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,27 +24,44 @@ from pytest_metatrace.data.dataset import (
     SkippedImage,
     check_sources,
 )
-from pytest_metatrace.data.exif import EXIF_LABELS, SmartphoneTable, read_exif
-from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS
-from pytest_metatrace.data.sources import IMAGE_EXTENSIONS
+from pytest_metatrace.data.exif import EXIF_LABELS, ExifRecord, SmartphoneTable, read_exif
+from pytest_metatrace.data.loading import (
+    DEFAULT_MAX_PIXELS,
+    UnusableImage,
+    open_image_file,
+    pillow_guard_off,
+)
+from pytest_metatrace.data.walk import walk_images
 
 __all__ = ["exif_dataset"]
 
 
-def _image_files(root: Path) -> tuple[list[Path], int]:
-    files: list[Path] = []
-    ignored = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(path)
-            else:
-                ignored += 1
-    return files, ignored
+def _guarded_exif(path: Path, table: SmartphoneTable, max_pixels: int) -> ExifRecord | str:
+    """The photo's EXIF record, or the reason it is skipped before its EXIF is read.
+
+    The file is opened with the guarded opener (a FIFO swapped in after the
+    walk is refused, not waited on) and its pixel count checked from the
+    header against ``max_pixels``, so Pillow's decompression-bomb guard
+    never fires: a bomb is skipped with the reason the loader gives.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open_image_file(path) as fh, pillow_guard_off():
+            try:
+                with Image.open(fh) as img:
+                    width, height = img.size
+            except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+                width = height = 0  # read_exif names what is wrong with the file
+    except UnusableImage as exc:
+        return exc.reason
+    if width * height > max_pixels:
+        return (
+            f"{width}x{height} is over the {max_pixels:,}-pixel limit "
+            "(raise --metatrace-max-pixels to include it)"
+        )
+    with pillow_guard_off():
+        return read_exif(path, table)
 
 
 def exif_dataset(
@@ -66,16 +82,21 @@ def exif_dataset(
             "straight from cameras and phones (sub-folders = photographer or owner, optional)"
         )
     table = table or SmartphoneTable()
-    files, ignored = _image_files(folder)
-    if not files:
+    walk = walk_images(folder)
+    if not walk.files and not walk.skipped:
         raise DatasetError(f"--metatrace-exif-data folder {folder} holds no image files")
     candidates: list[tuple[str, str, str, ImageSource, str | None, dict[str, str]]] = []
-    skipped: list[SkippedImage] = []
+    skipped: list[SkippedImage] = list(walk.skipped)
     status: Counter[str] = Counter()
     edited = 0
-    for path in files:
+    for found in walk.files:
+        path = found.path
         rel = path.relative_to(folder)
-        record = read_exif(path, table)
+        record = _guarded_exif(path, table, max_pixels)
+        if isinstance(record, str):
+            status["unusable file"] += 1
+            skipped.append(SkippedImage(str(path), record))
+            continue
         if record.status != "ok":
             status["unreadable exif" if record.status.startswith("unreadable") else "no exif"] += 1
             skipped.append(SkippedImage(str(path), record.status))
@@ -84,7 +105,7 @@ def exif_dataset(
         meta["edited"] = "yes" if record.edited else "no"
         edited += record.edited
         group = rel.parts[0] if len(rel.parts) > 1 else None
-        source: ImageSource = FileSource(str(path.resolve()))
+        source: ImageSource = FileSource(found.resolved)
         candidates.append((rel.as_posix(), "photo", str(path), source, group, meta))
     index = ImageIndex(cache_dir)
     try:
@@ -105,11 +126,14 @@ def exif_dataset(
         metadata_columns=[*EXIF_LABELS, "edited"],
         group_column="sub-folder" if has_groups else None,
         max_pixels=max_pixels,
-        ignored_files=ignored,
+        ignored_files=sum(walk.ignored.values()),
+        ignored_extensions=dict(sorted(walk.ignored.items())),
+        ignored_examples=walk.ignored_examples,
         notes={
             "exif_ok": len(candidates),
             "no_exif": status["no exif"],
             "unreadable_exif": status["unreadable exif"],
+            "unusable_files": status["unusable file"] + len(walk.skipped),
             "edited": edited,
             "smartphone_rules_from_user": len(table.user_rules),
         },

@@ -26,16 +26,17 @@ Choices (also written into the report's provenance section):
 from __future__ import annotations
 
 import io
-import os
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from pytest_metatrace._files import UnreadableFile, open_regular_file, read_regular_file
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -44,6 +45,7 @@ __all__ = [
     "UnusableImage",
     "load_rgb",
     "open_image_file",
+    "pillow_guard_off",
     "read_image_file",
     "to_rgb",
 ]
@@ -88,7 +90,12 @@ _GUARD_SAVED: int | None = None
 
 
 @contextmanager
-def _pillow_guard_off() -> Iterator[None]:
+def pillow_guard_off() -> Iterator[None]:
+    """Switch Pillow's decompression-bomb guard off while the block runs (thread-safe).
+
+    For code that checks the pixel count against ``max_pixels`` itself, from
+    the header, before any pixel is decoded.
+    """
     global _GUARD_USERS, _GUARD_SAVED
     with _GUARD_LOCK:
         if _GUARD_USERS == 0:
@@ -104,57 +111,26 @@ def _pillow_guard_off() -> Iterator[None]:
                 Image.MAX_IMAGE_PIXELS = _GUARD_SAVED
 
 
-_FILE_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
-def open_image_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> io.BufferedReader:
+def open_image_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> BinaryIO:
     """Open an image file for reading, refusing anything but a regular file of sane size.
 
-    The file is opened non-blocking and checked on its descriptor (no race
-    between a check and the open): a FIFO or a link to ``/dev/zero`` named
-    ``.jpg`` would otherwise block or stream forever. Raises
-    :class:`UnusableImage` with the reason.
+    :func:`pytest_metatrace._files.open_regular_file`, the guarded opener of
+    every input: the file is opened non-blocking and checked on its
+    descriptor, so a FIFO or a link to ``/dev/zero`` named ``.jpg`` neither
+    blocks nor streams forever. Raises :class:`UnusableImage` with the reason.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
-    except ValueError as exc:  # an embedded NUL byte
-        raise UnusableImage(f"cannot read file: {exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a file")
-            raise UnusableImage(f"not a regular file ({kind}); only regular files are read")
-        if st.st_size > max_bytes:
-            raise UnusableImage(
-                f"file of {st.st_size:,} bytes is over the {max_bytes:,}-byte limit for an image"
-            )
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        return open_regular_file(path, max_bytes=max_bytes, what="an image")
+    except UnreadableFile as exc:
+        raise UnusableImage(exc.reason) from None
 
 
 def read_image_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of a regular image file (see :func:`open_image_file`), at most ``max_bytes``."""
-    with open_image_file(path, max_bytes=max_bytes) as fh:
-        try:
-            # One byte more than the cap: a file that grew after the check is caught too.
-            data = fh.read(max_bytes + 1)
-        except OSError as exc:
-            raise UnusableImage(f"cannot read file: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:
-        raise UnusableImage(f"file is over the {max_bytes:,}-byte limit for an image")
-    return data
+    try:
+        return read_regular_file(path, max_bytes=max_bytes, what="an image")
+    except UnreadableFile as exc:
+        raise UnusableImage(exc.reason) from None
 
 
 def _sixteen_bit_rawmode(img: Image.Image) -> str | None:
@@ -228,7 +204,7 @@ def load_rgb(
         raise UnusableImage("empty file (0 bytes)")
     # Pillow's own decompression-bomb guard is replaced by max_pixels, checked
     # from the header before any pixel is decoded.
-    with _pillow_guard_off():
+    with pillow_guard_off():
         try:
             img: Image.Image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:

@@ -29,6 +29,9 @@ from __future__ import annotations
 import csv
 import fnmatch
 import hashlib
+import io
+import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pytest_metatrace._files import TextFileError, read_text_file
 from pytest_metatrace.data.dataset import (
     Credit,
     Dataset,
@@ -48,10 +52,11 @@ from pytest_metatrace.data.dataset import (
     check_sources,
 )
 from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS, DecodeInfo, load_rgb
-from pytest_metatrace.data.sources import IMAGE_EXTENSIONS
+from pytest_metatrace.data.walk import Walk, list_subfolders, resolve_path, walk_images
 
 __all__ = [
     "CITY100_CAMERAS",
+    "MIN_CROP_SIDE",
     "CropSource",
     "IncompleteSubject",
     "MemorySource",
@@ -69,6 +74,10 @@ CITY100_CAMERAS: Mapping[str, str] = {"nikon_d5500": "camera", "iphone_x": "smar
 
 #: (subject, camera type, path for messages, source) before the decode check.
 Candidate = tuple[str, str, str, ImageSource]
+
+#: Fewest pixels on each side of a centre crop: below it the encoder is shown
+#: a blur of a few pixels (and at 0 pixels the resize divides by zero).
+MIN_CROP_SIDE = 16
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,43 @@ class CropSource:
         return f"{self.base.describe()} [centre crop, {self.area:g} of the area]"
 
 
+def crop_sides(width: int, height: int, area: float) -> tuple[int, int]:
+    """(width, height) of the centre crop of :class:`CropSource` keeping ``area``."""
+    from pytest_metatrace.processing.masking import mask_box
+
+    left, top, right, bottom = mask_box(width, height, area)
+    return right - left, bottom - top
+
+
+def smallest_crop(sizes: Sequence[tuple[int, int]]) -> float | None:
+    """The smallest crop area (two significant digits) keeping :data:`MIN_CROP_SIDE` pixels.
+
+    Every photo of ``sizes`` keeps at least that many pixels on each side;
+    None when a photo is smaller than that on a side (no crop can run).
+    """
+    need = 0.0
+    for width, height in sizes:
+        for side in (width, height):
+            if side < MIN_CROP_SIDE:
+                return None
+            # mask_box keeps side - 2 * floor(side * (1 - sqrt(a)) / 2 + 0.5) pixels:
+            # at least MIN_CROP_SIDE exactly when sqrt(a) > 1 - (2 * margin + 1) / side.
+            margin = (side - MIN_CROP_SIDE) // 2
+            root = 1.0 - (2 * margin + 1) / side
+            if root > 0:
+                need = max(need, root * root)
+    if need == 0.0:  # no photos
+        return None
+    exponent = math.floor(math.log10(need)) - 1
+    digits = math.ceil(need / 10.0**exponent)
+    while True:
+        # Written as decimal text first, so that the value shown is the value checked.
+        value = min(float(f"{digits}e{exponent}"), 1.0)
+        if value > need and all(min(crop_sides(w, h, value)) >= MIN_CROP_SIDE for w, h in sizes):
+            return value
+        digits += 1  # the bound is exclusive, and float rounding may land on it
+
+
 def crop_digest(digest: str, area: float) -> str:
     """Cache key of a crop: it changes whenever the image or the crop does."""
     return hashlib.sha256(f"metatrace-crop-v1:{area!r}:{digest}".encode()).hexdigest()
@@ -140,9 +186,41 @@ class PairedDataset:
     skipped: list[SkippedImage] = field(default_factory=list)  #: unusable images
     credits: list[Credit] = field(default_factory=list)  #: attribution of shipped photos
     root: str | None = None  #: folder, manifest or hub id the pairs came from
+    #: (photo, decoded (width, height)) of every paired photo, when known
+    sizes: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.subjects)
+
+    def check_crop(self, crop: float) -> None:
+        """Refuse a centre crop that keeps fewer than :data:`MIN_CROP_SIDE` pixels a side.
+
+        Checked against every paired photo's size once, when the pairs are
+        loaded (:func:`load_pairs`); the message gives the smallest usable
+        value. ``crop`` 1 (the crop protocol off) always passes.
+        """
+        if crop >= 1.0 or not self.sizes:
+            return
+
+        def kept_of(entry: tuple[str, tuple[int, int]]) -> tuple[int, int, str]:
+            (width, height) = entry[1]
+            return min(crop_sides(width, height, crop)), width * height, entry[0]
+
+        name, (width, height) = min(self.sizes, key=kept_of)
+        kept = crop_sides(width, height, crop)
+        if min(kept) >= MIN_CROP_SIDE:
+            return
+        usable = smallest_crop([size for _name, size in self.sizes])
+        fix = (
+            f"use --metatrace-pairs-crop={usable:g} or more"
+            if usable is not None
+            else f"a photo has fewer than {MIN_CROP_SIDE} pixels on a side"
+        )
+        raise DatasetError(
+            f"--metatrace-pairs-crop={crop:g} keeps {kept[0]}x{kept[1]} pixels of the smallest "
+            f"photo ({name}, {width}x{height}); a crop needs at least {MIN_CROP_SIDE} pixels on "
+            f"each side: {fix} (1 turns the crop protocol off)"
+        )
 
     def dataset(self, crop: float = 1.0) -> Dataset:
         """The pairs as a :class:`Dataset` of items ``<subject>/<camera>``.
@@ -209,6 +287,30 @@ class PairedDataset:
         }
 
 
+def _names(candidates: Sequence[Candidate], indices: Sequence[int]) -> str:
+    """The file names of some candidates, for a message."""
+    return ", ".join(Path(candidates[i][2]).name for i in indices)
+
+
+def _common_types(by_subject: Mapping[str, Mapping[str, list[int]]], id: str) -> list[str]:
+    """The two camera types held by the most subjects; raise when there is no clear two."""
+    holders = Counter(camera for found in by_subject.values() for camera in found)
+    ranked = sorted(holders, key=lambda t: (-holders[t], t))
+    if len(ranked) == 2 or (len(ranked) > 2 and holders[ranked[2]] < holders[ranked[1]]):
+        return sorted(ranked[:2])
+    held = (
+        f", and no two are held by more subjects than the others "
+        f"({', '.join(f'{t}: {holders[t]} subject(s)' for t in ranked)})"
+        if len(ranked) > 2
+        else ""
+    )
+    raise DatasetError(
+        f"pairs {id!r}: need exactly two camera types, found {len(ranked)} "
+        f"({', '.join(sorted(ranked)) or 'none'}){held}; name the photos by type (phone.jpg, "
+        "camera.jpg) or map file names to types with --metatrace-pairs-camera PATTERN=TYPE"
+    )
+
+
 def pairs_from_candidates(
     candidates: Sequence[Candidate],
     *,
@@ -219,29 +321,33 @@ def pairs_from_candidates(
     items: Mapping[int, ImageItem],
     skipped: Sequence[SkippedImage] = (),
     credits: Sequence[Credit] = (),
+    sizes: Mapping[int, tuple[int, int]] | None = None,
+    left_out: Sequence[IncompleteSubject] = (),
 ) -> PairedDataset:
     """Align checked photos by subject; report every subject without exactly one photo per type.
 
     ``items[i]`` is the usable item of ``candidates[i]`` (absent when the
-    image was skipped). Raises :class:`DatasetError` unless there are exactly
-    two camera types and at least two complete subjects.
+    image was skipped), ``sizes[i]`` its decoded size where known. The camera
+    types are the two most subjects hold; a subject holding another (stray)
+    type is left out and named, like one missing a side. ``left_out`` are
+    subjects lost before any photo was listed (a folder that cannot be read).
+    Raises :class:`DatasetError` unless two types stand out and at least two
+    subjects are complete.
     """
-    types = sorted({cand[1] for cand in candidates})
-    if len(types) != 2:
-        raise DatasetError(
-            f"pairs {id!r}: need exactly two camera types, found {len(types)} "
-            f"({', '.join(types) or 'none'}); name the photos by type (phone.jpg, camera.jpg) or "
-            "map file names to types with --metatrace-pairs-camera PATTERN=TYPE"
-        )
     by_subject: dict[str, dict[str, list[int]]] = {}
     for i, (subject, camera, _path, _src) in enumerate(candidates):
         by_subject.setdefault(subject, {}).setdefault(camera, []).append(i)
+    types = _common_types(by_subject, id)
     subjects: list[str] = []
     pairs: list[tuple[ImageItem, ImageItem]] = []
-    incomplete: list[IncompleteSubject] = []
+    incomplete: list[IncompleteSubject] = list(left_out)
     for subject in sorted(by_subject):
         found = by_subject[subject]
-        problems = []
+        problems = [
+            f"stray camera type {camera!r} ({_names(candidates, found[camera])}); "
+            f"the pairs' types are {types[0]} and {types[1]}"
+            for camera in sorted(set(found) - set(types))
+        ]
         for camera in types:
             listed = found.get(camera, [])
             usable = [i for i in listed if i in items]
@@ -256,11 +362,14 @@ def pairs_from_candidates(
             continue
         subjects.append(subject)
         pairs.append((items[found[types[0]][0]], items[found[types[1]][0]]))
+    incomplete.sort(key=lambda s: s.subject)
     if len(subjects) < 2:
         raise DatasetError(
             f"pairs {id!r}: {len(subjects)} complete subject(s); retrieval needs at least two "
             f"(left out: {'; '.join(f'{s.subject}: {s.reason}' for s in incomplete[:5]) or '-'})"
         )
+    known = sizes or {}
+    paired = {i for subject in subjects for camera in types for i in by_subject[subject][camera]}
     return PairedDataset(
         id=id,
         name=name,
@@ -272,6 +381,7 @@ def pairs_from_candidates(
         skipped=list(skipped),
         credits=list(credits),
         root=root,
+        sizes=[(candidates[i][2], known[i]) for i in sorted(paired) if i in known],
     )
 
 
@@ -307,7 +417,8 @@ def camera_type_of(path: str | Path, mapping: Sequence[tuple[str, str]] = ()) ->
 
 def _check_files(
     candidates: Sequence[Candidate], *, cache_dir: Path, max_pixels: int, progress: Any
-) -> tuple[dict[int, ImageItem], list[SkippedImage]]:
+) -> tuple[dict[int, ImageItem], list[SkippedImage], dict[int, tuple[int, int]]]:
+    """Digest and decode-check the candidates: usable items, skipped photos, decoded sizes."""
     from pytest_metatrace.data.index import ImageIndex
 
     rows: list[tuple[str, str, str, ImageSource, str | None, Mapping[str, str]]] = [
@@ -318,6 +429,11 @@ def _check_files(
         checked, skipped, _ = check_sources(
             rows, index=index, max_pixels=max_pixels, progress=progress
         )
+        size_of = {}
+        for item in checked:
+            check = index.get_check(item.digest, max_pixels)
+            if check is not None:
+                size_of[item.digest] = check.size
     finally:
         index.close()
     by_path = {item.source.describe(): item for item in checked}
@@ -326,7 +442,8 @@ def _check_files(
         for i, (_s, _c, _p, src) in enumerate(candidates)
         if src.describe() in by_path
     }
-    return items, skipped
+    sizes = {i: size_of[item.digest] for i, item in items.items() if item.digest in size_of}
+    return items, skipped, sizes
 
 
 def city100_pairs(
@@ -337,7 +454,7 @@ def city100_pairs(
     for folder, camera in CITY100_CAMERAS.items():
         for path in sorted((CITY100_DIR / folder).glob("*.jpg")):
             candidates.append((path.stem, camera, str(path), FileSource(str(path))))
-    items, skipped = _check_files(
+    items, skipped, sizes = _check_files(
         candidates, cache_dir=cache_dir, max_pixels=max_pixels, progress=progress
     )
     credit = Credit(
@@ -356,53 +473,76 @@ def city100_pairs(
         items=items,
         skipped=skipped,
         credits=[credit],
+        sizes=sizes,
     )
 
 
-def _folder_candidates(root: Path, mapping: Sequence[tuple[str, str]]) -> list[Candidate]:
-    subjects = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+@dataclass
+class _Listed:
+    """What a pairs folder or manifest lists, before any photo is read."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)  #: entries unusable as listed
+    left_out: list[IncompleteSubject] = field(default_factory=list)  #: subjects lost whole
+
+
+def _folder_candidates(root: Path, mapping: Sequence[tuple[str, str]]) -> _Listed:
+    subjects, skipped = list_subfolders(root, kind="subject")
     if not subjects:
         raise DatasetError(
             f"pairs folder {root} has no subject sub-folders; lay it out as "
             f"{root}/<subject>/<camera type>.jpg (one photo per camera type), or pass a "
             "CSV manifest path,subject,camera"
         )
-    out: list[Candidate] = []
+    out = _Listed(skipped=skipped)
     for folder in subjects:
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            camera = camera_type_of(path, mapping)
-            out.append((folder.name, camera, str(path), FileSource(str(path.resolve()))))
+        walk = walk_images(folder, root=root, recursive=False, into=Walk())
+        for entry in walk.skipped:
+            out.skipped.append(entry)
+            if entry.path == str(folder):  # the subject folder itself cannot be read
+                reason = entry.reason.split(";")[0]
+                out.left_out.append(IncompleteSubject(folder.name, reason))
+        for found in walk.files:
+            camera = camera_type_of(found.path, mapping)
+            out.candidates.append(
+                (folder.name, camera, str(found.path), FileSource(found.resolved))
+            )
     return out
 
 
-def _csv_candidates(manifest: Path) -> list[Candidate]:
+def _csv_candidates(manifest: Path) -> _Listed:
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields = [f.strip() for f in (reader.fieldnames or [])]
-            missing = [c for c in ("path", "subject", "camera") if c not in fields]
-            if missing:
-                raise DatasetError(
-                    f"pairs manifest {manifest} lacks column(s) {missing}; found "
-                    f"{fields or 'no header'}. The first row must be: path,subject,camera"
-                )
-            out: list[Candidate] = []
-            for raw in reader:
-                row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
-                rel, subject, camera = row["path"], row["subject"], row["camera"]
-                if not rel or not subject or not camera:
-                    raise DatasetError(
-                        f"{manifest}:{reader.line_num}: empty path, subject or camera"
-                    )
-                path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
-                out.append((subject, camera, str(path), FileSource(str(path.resolve()))))
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"pairs manifest {manifest} is not UTF-8 text ({exc.reason})") from None
+        text = read_text_file(manifest, what="pairs manifest")
+    except TextFileError as exc:
+        raise DatasetError(str(exc)) from None
+    out = _Listed()
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = [f.strip() for f in (reader.fieldnames or [])]
+        missing = [c for c in ("path", "subject", "camera") if c not in fields]
+        if missing:
+            raise DatasetError(
+                f"pairs manifest {manifest} lacks column(s) {missing}; found "
+                f"{fields or 'no header'}. The first row must be: path,subject,camera"
+            )
+        for raw in reader:
+            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k}
+            rel, subject, camera = row["path"], row["subject"], row["camera"]
+            if not rel or not subject or not camera:
+                raise DatasetError(f"{manifest}:{reader.line_num}: empty path, subject or camera")
+            where = f"{manifest}:{reader.line_num}: {rel!r}"
+            if "\x00" in rel:
+                out.skipped.append(SkippedImage(where, "path contains a NUL byte", camera))
+                continue
+            path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
+            resolved, why = resolve_path(path)
+            if resolved is None:
+                out.skipped.append(SkippedImage(where, why, camera))
+                continue
+            out.candidates.append((subject, camera, str(path), FileSource(resolved)))
     except csv.Error as exc:
         raise DatasetError(f"pairs manifest {manifest} is not valid CSV: {exc}") from None
-    if not out:
+    if not out.candidates and not out.skipped:
         raise DatasetError(f"pairs manifest {manifest} lists no photos")
     return out
 
@@ -414,33 +554,57 @@ def load_pairs(
     mapping: Sequence[tuple[str, str]] = (),
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Any = None,
+    crop: float = 1.0,
 ) -> PairedDataset:
-    """Build the pairs a spec names (see the module docstring); errors say how to fix the input."""
+    """Build the pairs a spec names (see the module docstring); errors say how to fix the input.
+
+    ``crop`` is the centre-crop area the audit will use: one that keeps too
+    few pixels of the smallest photo is refused here, once
+    (:meth:`PairedDataset.check_crop`).
+    """
     if spec == "city100":
-        return city100_pairs(cache_dir=cache_dir, max_pixels=max_pixels, progress=progress)
-    if spec.startswith("hf:"):
+        pairs = city100_pairs(cache_dir=cache_dir, max_pixels=max_pixels, progress=progress)
+    elif spec.startswith("hf:"):
         from pytest_metatrace.data.pairs_hf import load_hf_pairs
 
-        return load_hf_pairs(spec[3:], mapping=mapping, max_pixels=max_pixels)
+        pairs = load_hf_pairs(spec[3:], mapping=mapping, max_pixels=max_pixels)
+    else:
+        pairs = _local_pairs(
+            spec, cache_dir=cache_dir, mapping=mapping, max_pixels=max_pixels, progress=progress
+        )
+    pairs.check_crop(crop)
+    return pairs
+
+
+def _local_pairs(
+    spec: str,
+    *,
+    cache_dir: Path,
+    mapping: Sequence[tuple[str, str]],
+    max_pixels: int,
+    progress: Any,
+) -> PairedDataset:
     path = Path(spec).expanduser()
     if path.is_dir():
-        candidates, kind = _folder_candidates(path, mapping), "folder"
-    elif path.is_file() and path.suffix.lower() == ".csv":
-        candidates, kind = _csv_candidates(path), "csv"
+        listed, kind = _folder_candidates(path, mapping), "folder"
+    elif path.suffix.lower() == ".csv" and path.exists():
+        listed, kind = _csv_candidates(path), "csv"
     else:
         raise DatasetError(
             f"pairs {spec!r} is neither 'city100', a folder (<subject>/<camera type>.jpg), a "
             "CSV manifest (path,subject,camera) nor hf:OWNER/NAME"
         )
-    items, skipped = _check_files(
-        candidates, cache_dir=cache_dir, max_pixels=max_pixels, progress=progress
+    items, skipped, sizes = _check_files(
+        listed.candidates, cache_dir=cache_dir, max_pixels=max_pixels, progress=progress
     )
     return pairs_from_candidates(
-        candidates,
+        listed.candidates,
         id=path.stem if kind == "csv" else path.name,
         name=str(path),
         kind=kind,
         root=str(path.resolve()),
         items=items,
-        skipped=skipped,
+        skipped=listed.skipped + skipped,
+        sizes=sizes,
+        left_out=listed.left_out,
     )

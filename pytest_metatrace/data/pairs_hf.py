@@ -103,6 +103,7 @@ def pairs_from_hf(
     candidates: list[Candidate] = []
     items: dict[int, ImageItem] = {}
     skipped: list[SkippedImage] = []
+    sizes: dict[int, tuple[int, int]] = {}
     for i, row in enumerate(ds):
         subject = str(row[subject_field])
         camera = is_phone_model(str(row[model_field]), mapping)
@@ -110,7 +111,7 @@ def pairs_from_hf(
         source = MemorySource(_encoded(row[image_field], name), name)
         candidates.append((subject, camera, name, source))
         try:
-            source.load(max_pixels)
+            sizes[i] = source.load(max_pixels)[0].size
         except UnusableImage as exc:
             skipped.append(SkippedImage(name, exc.reason))
             continue
@@ -124,6 +125,7 @@ def pairs_from_hf(
         root=id,
         items=items,
         skipped=skipped,
+        sizes=sizes,
     )
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import csv
 import difflib
-import os
+import io
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_metatrace._files import TextFileError, read_text_file
 from pytest_metatrace.data.dataset import (
     Dataset,
     DatasetError,
@@ -34,6 +35,13 @@ from pytest_metatrace.data.dataset import (
     check_sources,
 )
 from pytest_metatrace.data.loading import DEFAULT_MAX_PIXELS
+from pytest_metatrace.data.walk import (
+    IMAGE_EXTENSIONS,
+    Walk,
+    list_subfolders,
+    resolve_path,
+    walk_images,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -44,11 +52,6 @@ __all__ = [
     "load_dataset",
     "register_dataset",
 ]
-
-#: File endings treated as images in folder datasets (case-insensitive).
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
-)
 
 #: Built-in dataset specs (no files to pass).
 _BUILTIN = ("demo", "city100", "city100-samesize")
@@ -101,33 +104,6 @@ def dataset_id(spec: str) -> str:
     return path.name or spec
 
 
-def _shown(path: str | Path) -> str:
-    """A path as text a person can read, whatever bytes the file system holds."""
-    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
-
-
-def _is_utf8(name: str) -> bool:
-    # os.walk decodes undecodable bytes as lone surrogates (PEP 383); they
-    # cannot be stored, hashed into a fingerprint or shown.
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _resolve(path: Path) -> tuple[str | None, str]:
-    """``(resolved path, "")``, or ``(None, reason)`` for a link loop or an unusable name."""
-    try:
-        return str(path.resolve()), ""
-    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
-        return None, "symbolic link loop; fix or remove the link"
-    except OSError as exc:
-        return None, f"cannot resolve path: {exc.strerror or exc}"
-    except ValueError as exc:  # an embedded NUL byte
-        return None, f"unusable path: {exc}"
-
-
 @dataclass
 class _Candidates:
     """What a folder or manifest lists, before any file is read."""
@@ -142,95 +118,40 @@ class _Candidates:
     group_col: str | None = None
 
 
-#: How many ignored files are named in the dataset summary (all are counted).
-_IGNORED_SHOWN = 5
-
-
 def _folder_candidates(root: Path) -> _Candidates:
-    out = _Candidates()
-    classes: list[Path] = []
-    for p in sorted(root.iterdir()):
-        if p.name.startswith(".") or not p.is_dir():
-            continue
-        if not _is_utf8(p.name):
-            out.skipped.append(
-                SkippedImage(_shown(p), "class folder name is not valid UTF-8; rename it")
-            )
-            continue
-        classes.append(p)
+    classes, skipped = list_subfolders(root, kind="class")
     if not classes:
         raise DatasetError(
             f"image folder {root} has no class sub-folders; lay it out as "
             f"{root}/<class>/<image files>, or pass a CSV manifest"
         )
+    walk = Walk(skipped=skipped)
+    rows: list[tuple[Any, ...]] = []
     for class_dir in classes:
         label = class_dir.name
-
-        def unreadable(exc: OSError, label: str = label, top: Path = class_dir) -> None:
-            # os.walk skips a folder it cannot list; say so instead of losing its images.
-            where = exc.filename if exc.filename is not None else top
-            out.skipped.append(
-                SkippedImage(
-                    _shown(where),
-                    f"cannot read folder: {exc.strerror or exc}; its images are left out",
-                    label=label,
-                )
-            )
-
-        for dirpath, dirnames, filenames in os.walk(class_dir, onerror=unreadable):
-            kept = []
-            for d in sorted(dirnames):
-                if d.startswith("."):
-                    continue
-                if not _is_utf8(d):
-                    out.skipped.append(
-                        SkippedImage(
-                            _shown(Path(dirpath) / d),
-                            "folder name is not valid UTF-8; rename it",
-                            label=label,
-                        )
-                    )
-                    continue
-                kept.append(d)
-            dirnames[:] = kept
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(dirpath) / name
-                suffix = path.suffix.lower()
-                if suffix not in IMAGE_EXTENSIONS:
-                    out.ignored[_shown(suffix) or "(no extension)"] += 1
-                    if len(out.ignored_examples) < _IGNORED_SHOWN:
-                        out.ignored_examples.append(_shown(path.relative_to(root)))
-                    continue
-                if not _is_utf8(name):
-                    out.skipped.append(
-                        SkippedImage(_shown(path), "file name is not valid UTF-8; rename it", label)
-                    )
-                    continue
-                resolved, why = _resolve(path)
-                if resolved is None:
-                    out.skipped.append(SkippedImage(str(path), why, label))
-                    continue
-                rel = path.relative_to(root).as_posix()
-                source: ImageSource = FileSource(resolved)
-                out.rows.append((rel, label, str(path), source, None, {}))
-    return out
+        before = len(walk.files)
+        walk_images(class_dir, root=root, label=label, into=walk)
+        for found in walk.files[before:]:
+            rel = found.path.relative_to(root).as_posix()
+            source: ImageSource = FileSource(found.resolved)
+            rows.append((rel, label, str(found.path), source, None, {}))
+    return _Candidates(
+        rows=rows,
+        skipped=walk.skipped,
+        ignored=walk.ignored,
+        ignored_examples=walk.ignored_examples,
+    )
 
 
 def _csv_candidates(manifest: Path) -> _Candidates:
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            return _parse_manifest(manifest, csv.DictReader(fh))
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"manifest {manifest} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-            "save it as UTF-8"
-        ) from None
+        text = read_text_file(manifest, what="manifest")
+    except TextFileError as exc:
+        raise DatasetError(str(exc)) from None
+    try:
+        return _parse_manifest(manifest, csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise DatasetError(f"manifest {manifest} is not valid CSV: {exc}") from None
-    except OSError as exc:
-        raise DatasetError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from None
 
 
 def check_manifest(manifest: Path) -> None:
@@ -274,7 +195,7 @@ def _parse_manifest(manifest: Path, reader: csv.DictReader[str]) -> _Candidates:
             out.skipped.append(SkippedImage(where, "path contains a NUL byte", label))
             continue
         path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
-        resolved, why = _resolve(path)
+        resolved, why = resolve_path(path)
         if resolved is None:
             out.skipped.append(SkippedImage(where, why, label))
             continue

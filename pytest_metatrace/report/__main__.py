@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._files import TextFileError, read_text_file, shown
 from ..results import SCHEMA_VERSION
 from .comparison import merge_documents
 from .render import DEFAULT_REPORT_PATH, render_report
@@ -49,7 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     docs = [(_label(path, args.results), _read(parser, path)) for path in args.results]
     data = docs[0][1] if len(docs) == 1 else merge_documents(docs)
-    path = render_report(args.output, data)
+    try:
+        path = render_report(args.output, data)
+    except OSError as exc:
+        # Under a regular file, in a read-only folder, onto a folder: one line, no traceback.
+        parser.exit(
+            1,
+            f"error: cannot write the report {shown(args.output)}: {exc.strerror or exc}; "
+            "choose another path with -o\n",
+        )
     print(f"metatrace report written to {path}")
     return 0
 
@@ -62,16 +71,15 @@ def _label(path: Path, paths: Sequence[Path]) -> str:
 
 def _read(parser: argparse.ArgumentParser, path: Path) -> dict[str, Any]:
     """One results document, or exit with a message naming the file and the fix."""
+    written_by = "pass the file written by `pytest --metatrace-json=PATH`"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        parser.exit(2, f"error: cannot read {path}: {exc.strerror or exc}\n")
+        data = json.loads(read_text_file(path, what="results file", fix=written_by))
+    except TextFileError as exc:
+        parser.exit(2, f"error: {exc}\n")
     except json.JSONDecodeError as exc:
-        parser.exit(
-            2,
-            f"error: {path} is not JSON ({exc}); pass the file written by "
-            "`pytest --metatrace-json=PATH`\n",
-        )
+        parser.exit(2, f"error: {shown(path)} is not JSON ({exc}); {written_by}\n")
+    except RecursionError:
+        parser.exit(2, f"error: {shown(path)} is not JSON (nested too deeply); {written_by}\n")
     if not isinstance(data, dict):
         parser.exit(
             2,

@@ -34,6 +34,7 @@ def load_pairs_data(context: DataContext) -> PairedDataset:
         mapping=parse_camera_mapping(own.pairs_camera),
         max_pixels=context.settings.max_pixels,
         progress=context.progress,
+        crop=own.pairs_crop,
     )
 
 
