@@ -759,3 +759,46 @@ def test_sixty_image_set_runs_the_jpeg_probe(project: pytest.Pytester) -> None:
     assert "cannot run the JPEG compression probe" not in out
     assert "lr and weight_decay" not in out
     result.assert_outcomes(passed=1)
+
+
+def test_a_damaged_masked_view_row_is_recomputed_and_named(tmp_path: Path) -> None:
+    """The acquisition audit's masked views go through the facade: recovery works for them too.
+
+    ``masked_features`` (what the audit's fixture calls) reads every mask ratio
+    through ``Embeddings.views``; a row of a masked view that fails its checksum
+    is recomputed with a warning naming it, and the numbers equal the clean ones.
+    """
+    from fake_encoder import FakeEncoder
+
+    from pytest_metatrace import masked_features
+    from pytest_metatrace._sqlite import CacheWarning
+    from pytest_metatrace.embeddings import Embeddings
+
+    root = _folder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    ds = load_dataset(str(root), cache_dir=cache)
+    emb = Embeddings(FakeEncoder(), cache_dir=cache, batch_size=4, num_workers=0)
+    before = masked_features(emb, ds, (None, 0.9))
+    masked_key = emb.view(None, 0.9).key
+    emb.close()
+    db = sqlite3.connect(next((cache / "embeddings").glob("*.sqlite")))
+    image, blob = db.execute(
+        "SELECT image, vec FROM emb WHERE view = ? ORDER BY image LIMIT 1", (masked_key,)
+    ).fetchone()
+    bad = bytearray(blob)
+    bad[4] ^= 0x10
+    db.execute(
+        "UPDATE emb SET vec = ? WHERE view = ? AND image = ?", (bytes(bad), masked_key, image)
+    )
+    db.commit()
+    db.close()
+    emb2 = Embeddings(FakeEncoder(), cache_dir=cache, batch_size=4, num_workers=0)
+    with pytest.warns(CacheWarning) as caught:
+        after = masked_features(emb2, ds, (None, 0.9))
+    text = str(caught[0].message)
+    assert "failed their checksum" in text and "mask0.9" in text
+    assert f"(first image: {image[:12]})" in text and "recomputing them" in text
+    assert emb2.stats.computed >= 1
+    for ratio in (None, 0.9):
+        np.testing.assert_array_equal(after[ratio], before[ratio])
+    emb2.close()

@@ -8,6 +8,8 @@ source (command line, ini line, marker) and the fix, before any audit runs.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from plugin_helpers import preimport
 
@@ -355,3 +357,58 @@ def test_one_class_dataset_fails_the_knn_audit_never_passes(pytester: pytest.Pyt
     assert "cannot run the kNN semantic-influence audit on one: the training set holds one " in out
     assert "semantic class ('class0')" in out and "at least two semantic classes" in out
     assert "Traceback" not in out and "During handling" not in out
+
+
+# ---------------------------------------------------------------- no silent pass
+
+FORGETFUL_AUDIT = """
+import pytest
+from pytest_metatrace import Record
+
+pytestmark = pytest.mark.metatrace_gates("mine.m")
+
+def test_forgets_to_assert(metatrace_record):
+    record = Record(audit="mine", encoder="e", dataset="d", metric="m", value=0.5)
+    metatrace_record.gate(record, "mine.m", what="my trace")
+    metatrace_record.gate(record, "mine.m", what="my trace")  # twice: reported once
+
+def test_gates_a_passing_record(metatrace_record):
+    record = Record(audit="mine", encoder="e", dataset="d2", metric="m", value=0.1)
+    metatrace_record.gate(record, "mine.m", what="my trace")
+
+def test_asserts_then_fails_once(metatrace_record):
+    record = Record(audit="mine", encoder="e", dataset="d3", metric="m", value=0.9)
+    metatrace_record.gate(record, "mine.m", what="my trace")
+    metatrace_record.assert_gates()
+"""
+
+
+def test_a_failed_gate_fails_its_test_even_without_assert_gates(
+    pytester: pytest.Pytester,
+) -> None:
+    """No silent pass: before the spec rework this ran "2 passed, 1 failed", exit 1 only by luck."""
+    pytester.makepyfile(test_forgetful=FORGETFUL_AUDIT)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "mine.m=0.3", "--metatrace-json=r.json"
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+
+    def failure(name: str) -> str:
+        pattern = rf"_{{3,}} {name} _{{3,}}\n(.*?)(?=\n_{{3,}} |\n-{{5,}} |\n={{5,}} )"
+        match = re.search(pattern, out, re.S)
+        assert match, out
+        return match.group(1)
+
+    forgot = failure("test_forgets_to_assert")
+    assert "did not call metatrace_record.assert_gates()" in forgot
+    # gated twice, reported once
+    assert forgot.count("mine.m: the my trace of e on d is significantly above") == 1
+    asserted = failure("test_asserts_then_fails_once")
+    assert "mine.m: the my trace of e on d3 is significantly above" in asserted
+    assert "did not call" not in asserted
+    import json
+
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert sorted(r["dataset"] for r in doc["records"]) == ["d", "d2", "d3"]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -502,10 +502,11 @@ def _drift_record(encoder: str, shift: float = 0.0) -> Any:
 
 
 def _baseline_file(path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
-    from pytest_metatrace.baseline import PROTOCOL_SETTINGS, save_baseline
+    from pytest_metatrace.baseline import save_baseline
+    from pytest_metatrace.settings import protocol_option_names
 
     doc = {
-        "run": {"options": {name: None for name in PROTOCOL_SETTINGS}},
+        "run": {"options": {name: None for name in protocol_option_names()}},
         "records": [_drift_record("old").to_dict()],
     }
     save_baseline(path, doc)
@@ -760,7 +761,7 @@ def test_seed_out_of_range_is_a_usage_error_at_start(pytester: pytest.Pytester, 
 
 
 def test_largest_seed_is_accepted(pytester: pytest.Pytester) -> None:
-    from pytest_metatrace.options import _seed
+    from pytest_metatrace.options import seed as _seed
 
     assert _seed("4294967295") == 2**32 - 1 and _seed("0") == 0
     pytester.makepyfile("def test_a():\n    pass\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import itertools
 import json
@@ -44,6 +45,7 @@ from pytest_metatrace.report.formatting import (
 )
 from pytest_metatrace.report.render import normalize_document
 from pytest_metatrace.results import SCHEMA_VERSION, GateOutcome, Record
+from pytest_metatrace.schema import validate_document
 from pytest_metatrace.spec import (
     AuditRegistry,
     AuditSpec,
@@ -365,31 +367,120 @@ def semantic_records(rng: random.Random, thumbs: dict[str, str]) -> list[Record]
     return records
 
 
+@functools.cache
+def _acquisition_records(seed: int) -> tuple[str, ...]:
+    """Every acquisition record kind, measured by the real analyses on synthetic photos."""
+    import numpy as np
+
+    from pytest_metatrace import (
+        LinearProbe,
+        MaskSweep,
+        embedding_map,
+        neighbour_agreement,
+        plan_targets,
+        run_acquisition_probe,
+        target_labels,
+    )
+    from pytest_metatrace.data.dataset import ImageItem
+
+    rng = np.random.default_rng(seed)
+    items, rows = [], []
+    for i in range(64):
+        phone = i % 2 == 1
+        make, model = ("Apple", "iPhone X") if phone else ("NIKON CORPORATION", "NIKON D5500")
+        meta = {"make": make, "model": model, "smartphone": "smartphone" if phone else "camera"}
+        items.append(ImageItem(f"p{i:03d}", "photo", f"{i:064x}", None, f"g{i % 8}", meta))  # type: ignore[arg-type]
+        rows.append(rng.normal(size=16) + (0.8 if phone else -0.8) * np.eye(16)[0])
+    features = np.asarray(rows)
+    ids = [it.id for it in items]
+    plan = plan_targets(items, group_column="group", min_per_class=8, test_per_class=8, seed=seed)
+    records = plan.to_records(encoder="lite0", dataset="city100")
+    probe = LinearProbe(mode="lbfgs", seed=seed, device="cpu")
+    result = run_acquisition_probe(
+        features, plan.splits["smartphone"], probe, ids=ids, mask_ratio=0.9
+    )
+    records += result.to_records(encoder="lite0", dataset="city100")
+    labels = [str(lab) for lab in target_labels(items, "smartphone")]
+    agreement = neighbour_agreement(features, labels, target="smartphone", ids=ids, seed=seed)
+    records += agreement.to_records(encoder="lite0", dataset="city100")
+    ratios = [0.0, 0.5, 0.75, 0.9, 0.95, 1.0]
+    sweep = MaskSweep(
+        ratios=ratios,
+        semantic_accuracy=[0.91, 0.84, 0.62, 0.31, 0.22, 0.2],
+        semantic_chance=0.2,
+        semantic_dataset="demo",
+        knn_k=10,
+        probe_accuracy=[0.97, 0.95, 0.9, 0.86, 0.8, 0.52],
+        probe_chance=0.5,
+        probe_target="smartphone",
+        chosen_ratio=0.9,
+    )
+    records += sweep.to_records(encoder="lite0", dataset="city100")
+    emap = embedding_map(features, labels, ids, target="smartphone", seed=seed)
+    records += emap.to_records(encoder="lite0", dataset="city100")
+    return tuple(json.dumps(r.to_dict()) for r in records)
+
+
+def acquisition_records(seed: int) -> list[dict[str, Any]]:
+    """The acquisition audit's five record kinds (cached per seed; fresh dicts each call)."""
+    return [json.loads(r) for r in _acquisition_records(seed)]
+
+
+@functools.cache
+def _retrieval_records(seed: int) -> tuple[str, ...]:
+    import numpy as np
+
+    from pytest_metatrace import CrossCameraRetrieval
+
+    rng = np.random.default_rng(seed)
+    subjects = [f"{i:03d}" for i in range(40)]
+    content = rng.normal(size=(40, 16))
+    out = []
+    for protocol, noise in (("whole", 0.2), ("crop", 1.1)):
+        a = content + noise * rng.normal(size=content.shape) + 0.5 * np.eye(16)[1]
+        b = content + noise * rng.normal(size=content.shape) - 0.5 * np.eye(16)[1]
+        result = CrossCameraRetrieval(seed=seed, device="cpu").evaluate(
+            a, b, cameras=("camera", "smartphone"), subjects=subjects
+        )
+        dataset = "city100-pairs" + ("" if protocol == "whole" else "-crop0.02")
+        for record in result.to_records(encoder="lite0", dataset=dataset, protocol=protocol):
+            out.append(json.dumps(record.to_dict()))
+    return tuple(out)
+
+
+def retrieval_records(seed: int, thumbs: dict[str, str]) -> list[dict[str, Any]]:
+    """The retrieval audit's records on synthetic pairs, with a failed-query gallery."""
+    records = [json.loads(r) for r in _retrieval_records(seed)]
+    for record in records:
+        if record["metric"] == "recall_gap":
+            names = sorted(thumbs)
+            record["details"]["failures"] = {
+                "thumbs": {n: thumbs[n] for n in names[:3]},
+                "queries": [
+                    {
+                        "setting": "same",
+                        "subject": "007",
+                        "query": names[0],
+                        "positive": names[1],
+                        "retrieved": names[2],
+                        "retrieved_subject": "012",
+                        "retrieved_camera": record["details"]["query_camera"],
+                        "rank": 2,
+                        "positive_similarity": 0.71,
+                        "retrieved_similarity": 0.74,
+                    }
+                ],
+            }
+    return records
+
+
 def make_document(seed: int = 0) -> dict[str, Any]:
     """A realistic, schema-valid results document with every audit kind."""
     rng = random.Random(seed)
     palette = [(0, 114, 178), (230, 159, 0), (0, 158, 115), (204, 121, 167)]
     thumbs = {f"t{c}_{s}": _thumb(palette[c], s) for c in range(4) for s in range(3)}
     records = drift_records(rng) + probe_records(rng) + semantic_records(rng, thumbs)
-    records.append(
-        Record(
-            audit="neighbor_agreement",
-            metric="agreement_at_10",
-            value=0.701,
-            encoder="lite0",
-            dataset="demo",
-            parameter="smartphone",
-            chance=0.5,
-            interval={
-                "estimate": 0.701,
-                "low": 0.66,
-                "high": 0.74,
-                "level": 0.95,
-                "n": 80,
-                "method": "bootstrap",
-            },
-        )
-    )
+    records += acquisition_records(seed) + retrieval_records(seed, thumbs)
     tests = [
         {
             "nodeid": f"audits/test_probe.py::test_probe[{g}]",
@@ -521,7 +612,7 @@ def make_document(seed: int = 0) -> dict[str, Any]:
                 ],
             }
         ],
-        "records": [r.to_dict() for r in records],
+        "records": [r if isinstance(r, dict) else r.to_dict() for r in records],
     }
 
 
@@ -764,14 +855,16 @@ def test_page_parses_and_has_every_section(page: str) -> None:
         "sec-processing-drift",
         "sec-processing-probe",
         "sec-semantic-influence",
-        "sec-neighbor-agreement",
+        "sec-neighbour-agreement",
+        "sec-acquisition-targets",
+        "sec-cross-camera-retrieval",
         "encoders",
         "datasets",
         "provenance",
         "records",
     ):
         assert anchor in ids
-    # Sections in page order: registered audits by order, unknown kinds after them.
+    # Sections in page order: the audits' sections by their specs' order.
     positions = [
         page.index(f'id="{a}"')
         for a in (
@@ -779,7 +872,9 @@ def test_page_parses_and_has_every_section(page: str) -> None:
             "sec-processing-drift",
             "sec-processing-probe",
             "sec-semantic-influence",
-            "sec-neighbor-agreement",
+            "sec-acquisition-targets",
+            "sec-neighbour-agreement",
+            "sec-cross-camera-retrieval",
             "encoders",
             "datasets",
             "provenance",
@@ -1139,3 +1234,28 @@ def test_module_entry_point_without_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert out.is_file()
+
+
+# --------------------------------------------------------------------------- every audit's section
+
+
+BUILTIN_SECTIONS = [sec for spec in builtin_specs() for sec in spec.sections]
+
+
+def test_the_constructed_document_holds_every_builtin_section_kind(
+    document: dict[str, Any],
+) -> None:
+    kinds = {r["audit"] for r in document["records"]}
+    missing = [sec.audit for sec in BUILTIN_SECTIONS if sec.audit not in kinds]
+    assert not missing, f"make_document() has no records of {missing}"
+    assert validate_document(document) == []
+
+
+@pytest.mark.parametrize("section", BUILTIN_SECTIONS, ids=lambda s: s.audit)
+def test_every_builtin_section_renders_with_content(page: str, section: SectionSpec) -> None:
+    html = section_html(page, "sec-" + section.audit.replace("_", "-"))
+    assert "could not be drawn" not in html, html[:2000]
+    assert "<h2" in html and section.title.split(" (")[0] in html
+    # a figure or a table with data rows: the section drew something
+    body = re.sub(r"<h2.*?</h2>", "", html, flags=re.S)
+    assert "<svg" in body or body.count("<tr") >= 2, body[:2000]

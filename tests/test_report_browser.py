@@ -359,3 +359,45 @@ def test_heat_scale_of_one_value_is_a_middle_shade() -> None:
     assert HeatScale.spanning([0.97, 0.97]).share(0.97) == 0.5
     assert HeatScale.spanning([]).style(0.5) == HeatScale(0.0, 0.0).style(0.5)
     assert HeatScale.spanning([0.0], diverging=True).style(0.0).startswith("background:#ffffff")
+
+
+SECTION_JS = """(anchors) => anchors.map((id) => {
+  const el = document.getElementById(id);
+  if (!el) return {id, found: false};
+  const box = el.getBoundingClientRect();
+  const figures = el.querySelectorAll('svg').length;
+  const rows = el.querySelectorAll('tbody tr').length;
+  const visibleSvg = [...el.querySelectorAll('svg')].filter(
+    (s) => s.getBoundingClientRect().height > 40).length;
+  return {id, found: true, height: box.height, figures, rows, visibleSvg,
+          error: el.textContent.includes('could not be drawn')};
+})"""
+
+
+def test_every_builtin_audit_section_is_drawn_in_the_browser(
+    browser: Any, constructed: Path
+) -> None:
+    """The constructed document holds every built-in audit's records: each section is drawn.
+
+    Missing, empty or fallen-back sections fail; ``METATRACE_SCREENSHOTS=DIR``
+    saves one screenshot per section to look at.
+    """
+    from pytest_metatrace.spec import builtin_specs
+
+    anchors = [
+        "sec-" + sec.audit.replace("_", "-") for spec in builtin_specs() for sec in spec.sections
+    ]
+    page, problems = _open(browser, constructed, 1400, "screen")
+    found = page.evaluate(SECTION_JS, anchors)
+    shots = os.environ.get("METATRACE_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        for anchor in anchors:
+            page.locator(f"#{anchor}").screenshot(path=str(Path(shots) / f"{anchor}.png"))
+    page.close()
+    assert problems == []
+    for section in found:
+        assert section["found"], f"{section['id']} is not on the page"
+        assert not section["error"], f"{section['id']} fell back to the records table"
+        assert section["height"] > 80, section
+        assert section["visibleSvg"] >= 1 or section["rows"] >= 1, section

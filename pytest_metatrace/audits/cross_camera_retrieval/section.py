@@ -17,6 +17,7 @@ import numpy as np
 from markupsafe import Markup
 
 from pytest_metatrace.report.charts import (
+    GRID,
     Line,
     nice_ticks,
     series_color,
@@ -25,6 +26,9 @@ from pytest_metatrace.report.charts import (
     svg_element,
     svg_text,
     svg_title,
+    text_width,
+    x_axis_label,
+    y_axis_label,
 )
 from pytest_metatrace.report.formatting import format_interval, format_number, format_percent
 from pytest_metatrace.report.sections import safe_image_uri
@@ -46,20 +50,21 @@ def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Mar
     lo = max(0.0, min([*values, 0.9]) - 0.05)
     lo = float(np.floor(lo * 20) / 20)
     hi = 1.0
-    left, top, size, pad = 58.0, 14.0, 320.0, 16.0
+    ticks = [t for t in nice_ticks(lo, hi, 5) if lo <= t <= hi]
+    # room for the rotated y title (28 px) and the widest tick label, so they never overlap
+    left = 28.0 + max((text_width(format_percent(t)) for t in ticks), default=40.0) + 8.0
+    top, size, pad = 14.0, 320.0, 16.0
     legend_x = left + size + 24
 
     def xy(x: float, y: float) -> tuple[float, float]:
         return left + size * (x - lo) / (hi - lo), top + size * (1 - (y - lo) / (hi - lo))
 
     body: list[str] = []
-    for tick in nice_ticks(lo, hi, 5):
-        if not lo <= tick <= hi:
-            continue
+    for tick in ticks:
         x, _ = xy(tick, lo)
         _, y = xy(lo, tick)
-        body.append(svg_element("line", x1=left, x2=left + size, y1=y, y2=y, stroke="#e3e3e3"))
-        body.append(svg_element("line", x1=x, x2=x, y1=top, y2=top + size, stroke="#e3e3e3"))
+        body.append(svg_element("line", x1=left, x2=left + size, y1=y, y2=y, stroke=GRID))
+        body.append(svg_element("line", x1=x, x2=x, y1=top, y2=top + size, stroke=GRID))
         body.append(
             svg_element(
                 "text", svg_text(format_percent(tick)), x=left - 6, y=y + 4, text_anchor="end"
@@ -96,29 +101,9 @@ def recall_scatter(points: list[tuple[str, float, float]], *, label: str) -> Mar
         ly = top + 8 + 18 * i
         body.append(svg_element("circle", cx=legend_x, cy=ly, r=5, fill=color, stroke="#222222"))
         body.append(svg_element("text", svg_text(name), x=legend_x + 10, y=ly + 4))
-    body.append(
-        svg_element(
-            "text",
-            svg_text("recall@1, same-camera negatives"),
-            x=left + size / 2,
-            y=top + size + 34,
-            text_anchor="middle",
-            fill="#555555",
-        )
-    )
-    cy = top + size / 2
-    body.append(
-        svg_element(
-            "text",
-            svg_text("recall@1, other-camera negatives"),
-            x=14,
-            y=cy,
-            text_anchor="middle",
-            fill="#555555",
-            transform=f"rotate(-90 14 {cy:.1f})",
-        )
-    )
-    width = legend_x + 10 + max([len(n) for n, _, _ in points] + [10]) * 7.2 + pad
+    body.append(x_axis_label("recall@1, same-camera negatives", left + size / 2, top + size + 34))
+    body.append(y_axis_label("recall@1, other-camera negatives", top + size / 2))
+    width = legend_x + 10 + max([text_width(n) for n, _, _ in points] + [72.0]) + pad
     return svg_document(width, top + size + 44, body, label)
 
 
