@@ -214,6 +214,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ADDRESS",
     ),
     Option(
+        "ray-timeout",
+        "seconds to wait for the cluster at --metatrace-ray's address to answer; the session "
+        "stops at start with 'cannot join a Ray cluster' when it does not",
+        30.0,
+        float,
+        metavar="SECONDS",
+    ),
+    Option(
         "report",
         "where to write the HTML audit report (relative to the current directory, like "
         "--junitxml and --metatrace-json); 'none' to skip it",

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_metatrace import hookspec
+from pytest_metatrace._backend import check_backend, describe_backend
 from pytest_metatrace._files import atomic_write_text
 from pytest_metatrace.baseline import (
     active_baseline,
@@ -38,6 +39,7 @@ from pytest_metatrace.gate_keys import (
 from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options, get_option, resolved_options
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
+from pytest_metatrace.settings import get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 from pytest_metatrace.summary import audit_summary_lines, describe_record, readable_properties
 
@@ -110,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     resolved_options(config)  # a bad value is a UsageError now, not after an hour of work
     active_baseline(config)  # so is a baseline of other settings
     session_thresholds(config)  # and a threshold that cannot be read or never fails
+    check_backend(get_settings(config))  # and a store or Ray cluster that cannot work
     config.pluginmanager.register(_ThresholdKeyCheck(), "metatrace-threshold-keys")
 
 
@@ -131,7 +134,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return [
         f"metatrace: encoders {', '.join(get_option(config, 'encoder'))}; "
         f"data {', '.join(get_option(config, 'data'))}; device {get_option(config, 'device')}; "
-        f"cache {get_option(config, 'cache-dir') or '.metatrace_cache'}"
+        + describe_backend(get_settings(config))
     ]
 
 
@@ -480,7 +483,7 @@ class Controller:
         ex = state.extract
         tr.write_line(
             f"metatrace: embeddings computed {ex.computed}, reused from cache {ex.reused} "
-            f"(cache: {cache_dir(config)})"
+            f"({describe_backend(get_settings(config), cache_dir(config))})"
         )
         if state.json_path is not None:
             tr.write_line(f"metatrace: JSON written to {state.json_path}")

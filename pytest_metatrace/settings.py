@@ -65,6 +65,7 @@ class Settings:
     sweep_data: str  #: labelled set of the mask sweep's semantic curve (``none`` skips it)
     store: str | None  #: shared Parquet-shard embedding store URL (None: SQLite in the cache)
     ray: str | None  #: Ray cluster address for extraction (``auto``), None: in process
+    ray_timeout: float  #: seconds to wait for the Ray cluster to answer before giving up
     malloc_tuning: bool  #: glibc malloc tuning in embedding processes (environment only)
     progress_interval: float  #: seconds between progress lines in a log (environment only)
     #: options of the table that have no field above (added by extensions), by dashed name
