@@ -170,6 +170,7 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
             progress=make_progress(config),
             store_url=get_option(config, "store"),
             ray_address=get_option(config, "ray"),
+            ray_timeout=get_option(config, "ray-timeout"),
             encoder_factory=_encoder_factory(config, metatrace_encoder),
         )
         state.embeddings[metatrace_encoder.id] = emb

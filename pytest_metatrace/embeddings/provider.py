@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_metatrace._backend import DEFAULT_RAY_TIMEOUT_S
 from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.data.dataset import Dataset, Split
 from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
@@ -50,6 +51,7 @@ class Embeddings:
         store_url: str | None = None,
         ray_address: str | None = None,
         encoder_factory: Callable[[], Any] | None = None,
+        ray_timeout: float = DEFAULT_RAY_TIMEOUT_S,
     ) -> None:
         self.encoder = encoder
         self.seed = seed
@@ -90,6 +92,7 @@ class Embeddings:
                 progress=progress,
                 address=ray_address,
                 encoder_factory=encoder_factory,
+                timeout=ray_timeout,
             )
 
     @property
