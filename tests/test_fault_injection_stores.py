@@ -708,6 +708,31 @@ def test_header_and_summary_name_the_store_and_ray() -> None:
         "store: s3://team/emb (Parquet shards); Ray: 10.0.0.5:6379"
     )
     assert describe_backend(replace(base, ray="auto")) == "cache: .metatrace_cache; Ray: auto"
+    from pytest_metatrace import _backend
+
+    _backend.JOINED["auto"] = "10.0.0.9:6379"  # what connect() records once it has joined
+    try:
+        assert describe_backend(replace(base, ray="auto")) == (
+            "cache: .metatrace_cache; Ray: auto (cluster 10.0.0.9:6379)"
+        )
+    finally:
+        del _backend.JOINED["auto"]
+
+
+def test_header_of_a_ray_run_names_ray(pytester: pytest.Pytester, monkeypatch) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    pytester.makepyfile("def test_a():\n    pass\n")
+    store = pytester.path / "shared"
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--collect-only",
+        "--metatrace-ray=auto",
+        f"--metatrace-store={store}",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    header = "metatrace: encoders lite0; data demo; device auto; "
+    result.stdout.fnmatch_lines([f"{header}store: {store} (Parquet shards); Ray: auto"])
 
 
 def test_rays_own_deprecation_warnings_stay_out_of_the_users_summary() -> None:
