@@ -228,6 +228,7 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
             progress=make_progress(config),
             store_url=settings.store,
             ray_address=settings.ray,
+            ray_timeout=settings.ray_timeout,
             encoder_factory=_encoder_factory(config, metatrace_encoder),
             on_dataset=describe,
         )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_metatrace import hookspec
+from pytest_metatrace._backend import check_backend, describe_backend
 from pytest_metatrace._files import atomic_write_text
 from pytest_metatrace.baseline import (
     active_baseline,
@@ -119,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     get_settings(config)  # a bad value is a UsageError now, not after an hour of work
     active_baseline(config)  # so is a baseline of other settings
     session_thresholds(config)  # and a threshold that cannot be read or never fails
+    check_backend(get_settings(config))  # and a store or Ray cluster that cannot work
     config.pluginmanager.register(_ThresholdKeyCheck(), "metatrace-threshold-keys")
     _register_audit_fixtures(config)
 
@@ -158,8 +160,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = get_settings(config)
     return [
         f"metatrace: encoders {', '.join(settings.encoder)}; "
-        f"data {', '.join(settings.data)}; device {settings.device}; "
-        f"cache {settings.cache_dir or '.metatrace_cache'}"
+        f"data {', '.join(settings.data)}; device {settings.device}; " + describe_backend(settings)
     ]
 
 
@@ -420,7 +421,7 @@ class Controller:
         ex = state.extract
         tr.write_line(
             f"metatrace: embeddings computed {ex.computed}, reused from cache {ex.reused} "
-            f"(cache: {cache_dir(config)})"
+            f"({describe_backend(get_settings(config), cache_dir(config))})"
         )
         if state.json_path is not None:
             tr.write_line(f"metatrace: JSON written to {state.json_path}")

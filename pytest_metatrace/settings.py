@@ -153,6 +153,13 @@ class Settings:
         "needs the 'ray' extra",
         metavar="ADDRESS",
     )
+    ray_timeout: float = option(
+        30.0,
+        "seconds to wait for the cluster at --metatrace-ray's address to answer; the session "
+        "stops at start with 'cannot join a Ray cluster' when it does not",
+        convert=float,
+        metavar="SECONDS",
+    )
     report: str = option(
         DEFAULT_REPORT_PATH,
         "where to write the HTML audit report (relative to the current directory, like "

@@ -1,4 +1,4 @@
-"""The shared Parquet-shard store: atomic shards, resume, split reads, the store interface."""
+"""The shared Parquet-shard store: atomic shards, resume, split reads, checksums, the interface."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import pytest
 
 pytest.importorskip("pyarrow", reason="the shard store needs the 'ray' extra (pyarrow, fsspec)")
 
+import pyarrow.parquet as pq
+
+from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.embeddings import EmbeddingStore, Store, View, open_store
-from pytest_metatrace.embeddings.sharded import ShardedStore, StoreError
+from pytest_metatrace.embeddings.sharded import ShardedStore
 
 V1, V2 = View("jpeg85_444"), View("sharpen2")
 
@@ -66,12 +69,35 @@ def test_a_writer_killed_before_the_rename_leaves_no_shard(tmp_path, monkeypatch
     np.testing.assert_array_equal(store.get(V1, ["d1"]), np.ones((1, 4), dtype=np.float32))
 
 
-def test_an_unreadable_shard_is_named_with_the_fix(tmp_path):
+def test_an_unreadable_shard_is_moved_aside_named_and_its_rows_missing(tmp_path):
     store = make(tmp_path, str(tmp_path / "shared"))
     store.put_many([(V1, "d1", np.ones(4, dtype=np.float32))])
     (name,) = store.shard_names()
-    (tmp_path / "shared").joinpath(store.root.rsplit("/", 1)[-1], "shards", name).write_bytes(
-        b"PAR1 torn"
+    shards = (tmp_path / "shared").joinpath(store.root.rsplit("/", 1)[-1], "shards")
+    (shards / name).write_bytes(b"PAR1 torn")
+    other = make(tmp_path, str(tmp_path / "shared"))
+    with pytest.warns(CacheWarning, match=r"cannot be read \(ArrowInvalid: ") as caught:
+        assert other.missing(V1, ["d1"]) == ["d1"]  # computed again by the next extraction
+    (aside,) = shards.glob(f".corrupt-{name}-*")
+    assert str(caught[0].message).startswith(
+        f"shard {shards / name} of the shared store cannot be read (ArrowInvalid: Parquet magic "
+        "bytes not found in footer."
     )
-    with pytest.raises(StoreError, match="delete the shard and rerun"):
-        make(tmp_path, str(tmp_path / "shared")).get(V1, ["d1"])
+    assert str(caught[0].message).endswith(f"moved it aside to {aside}; its rows are recomputed")
+    assert aside.read_bytes() == b"PAR1 torn" and other.shard_names() == []
+    assert other.put_many([(V1, "d1", np.ones(4, dtype=np.float32))]) == 1
+    np.testing.assert_array_equal(other.get(V1, ["d1"]), np.ones((1, 4), dtype=np.float32))
+
+
+def test_every_row_carries_its_checksum(tmp_path):
+    from pytest_metatrace.embeddings.store import row_checksum
+
+    store = make(tmp_path, str(tmp_path / "shared"))
+    vecs = np.arange(8, dtype=np.float32).reshape(2, 4)
+    store.put_many([(V1, "d1", vecs[0]), (V2, "d2", vecs[1])])
+    (name,) = store.shard_names()
+    table = pq.read_table(f"{store.root}/shards/{name}").to_pydict()
+    assert table["crc"] == [
+        row_checksum(V1.key, "d1", 4, vecs[0].tobytes()),
+        row_checksum(V2.key, "d2", 4, vecs[1].tobytes()),
+    ]

@@ -14,12 +14,21 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pytest_metatrace._backend import StoreURLError, check_store_url, describe_backend
+
 if TYPE_CHECKING:
     import numpy as np
 
     from pytest_metatrace.embeddings.store import View
 
-__all__ = ["Store", "missing_digests", "open_store"]
+__all__ = [
+    "Store",
+    "StoreURLError",
+    "check_store_url",
+    "describe_backend",
+    "missing_digests",
+    "open_store",
+]
 
 
 @runtime_checkable
@@ -88,7 +97,8 @@ def open_store(
 
     ``url`` is a local directory or any fsspec URL (``s3://bucket/prefix``,
     ``gs://...``, a mounted network file system); the sharded store needs the
-    ``ray`` extra's pyarrow and fsspec.
+    ``ray`` extra's pyarrow and fsspec. :func:`check_store_url` says beforehand
+    whether ``url`` can work (the plugin calls it at start).
     """
     if url is None:
         from pytest_metatrace.embeddings.store import EmbeddingStore

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pytest_metatrace._backend import DEFAULT_RAY_TIMEOUT_S
 from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.data.dataset import Dataset, Split
 from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
@@ -51,6 +52,7 @@ class Embeddings:
         ray_address: str | None = None,
         encoder_factory: Callable[[], Any] | None = None,
         on_dataset: Callable[[Dataset], None] | None = None,
+        ray_timeout: float = DEFAULT_RAY_TIMEOUT_S,
     ) -> None:
         self.encoder = encoder
         #: called once per dataset this object embeds (the plugin describes it for the report)
@@ -69,6 +71,8 @@ class Embeddings:
         # (dataset fingerprint, view key) pairs known complete in this process:
         # later calls read the store without asking the extractor again.
         self._complete: set[tuple[str, str]] = set()
+        # Dataset fingerprint -> view key -> view, of the views completed, in extraction order.
+        self._views: dict[str, dict[str, View]] = {}
         # Dataset fingerprint -> the extraction error it ended with, in this process.
         self._failed: dict[str, str] = {}
         self.extractor: Extractor
@@ -94,6 +98,7 @@ class Embeddings:
                 progress=progress,
                 address=ray_address,
                 encoder_factory=encoder_factory,
+                timeout=ray_timeout,
             )
 
     @property
@@ -168,6 +173,8 @@ class Embeddings:
                 self._failed[fingerprint] = str(exc)
                 raise
             self._complete.update((fingerprint, v.key) for v in todo)
+            for v in todo:
+                self._views.setdefault(fingerprint, {}).setdefault(v.key, v)
         digests = [dataset.items[i].digest for i in self.split(dataset).indices(split)]
         return {v: self._read(dataset, v, digests) for v in wanted}
 
@@ -186,7 +193,12 @@ class Embeddings:
                 CacheWarning,
                 stacklevel=4,
             )
-        self.extractor.ensure(dataset, [view])
+        # A damaged shard is set aside whole, taking rows of other views with it: ensure
+        # every view completed for the dataset, in extraction order, which cuts the lost
+        # rows into the batches they were computed in (the same numbers, where an encoder's
+        # round-off depends on its batch).
+        views = list(self._views.get(dataset.fingerprint, {}).values())
+        self.extractor.ensure(dataset, views if view in views else [*views, view])
         return self.store.get(view, digests)
 
     def __call__(

@@ -26,15 +26,26 @@ Imports ray: only loaded when ``--metatrace-ray`` is given.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import pickle
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from pytest_metatrace._backend import (
+    DEFAULT_RAY_TIMEOUT_S,
+    JOINED,
+    RayAddressError,
+    check_ray_address,
+)
 from pytest_metatrace.data.dataset import ImageItem
 from pytest_metatrace.embeddings._malloc import tune_malloc_for_inference
 from pytest_metatrace.embeddings.extract import (
@@ -49,7 +60,7 @@ from pytest_metatrace.embeddings.store import View
 if TYPE_CHECKING:
     from pytest_metatrace.embeddings.sharded import ShardedStore
 
-__all__ = ["RayExtractor", "connect", "plan_batches"]
+__all__ = ["RayExtractor", "connect", "plan_batches", "quiet_ray_warnings"]
 
 _log = logging.getLogger(__name__)
 
@@ -57,34 +68,111 @@ _log = logging.getLogger(__name__)
 Plan = list[tuple[int, int]]
 
 
-def connect(address: str) -> Any:
+#: Addresses this process failed to join -> the first error's message (never retried).
+_JOIN_FAILED: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def quiet_ray_warnings() -> Iterator[None]:
+    """Hide the DeprecationWarnings Ray emits about its own settings (not the user's code's).
+
+    Ray Data's context warns about deprecated fields of its own on creation; those
+    would land in the user's warnings summary. Only warnings attributed to Ray's
+    modules, of that one category, and only while Ray runs for the plugin.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+        yield
+
+
+def connect(address: str, timeout: float = DEFAULT_RAY_TIMEOUT_S) -> Any:
     """Join the Ray cluster at ``address``; ``auto`` joins a running local one or starts one.
 
-    Reuses a connection this process already holds (e.g. one a test opened).
+    Reuses a connection this process already holds (e.g. one a test opened). An
+    address where no cluster answers within ``timeout`` seconds fails with
+    "cannot join a Ray cluster at ADDRESS" (Ray itself would retry for minutes);
+    later calls for that address fail at once, pointing to that first message.
+    Ray's ``ray.init`` turns SIGTERM into ``sys.exit``, which pytest reports as a
+    failed test before it carries on with the next; its handler is replaced by
+    one that leaves Ray and then defers to the handler in place before, so that
+    SIGTERM ends the session as it does without Ray (see :func:`_end_on_sigterm`).
     """
     try:
-        import ray
+        with quiet_ray_warnings():
+            import ray
     except ImportError:
         raise ExtractionError(
             "--metatrace-ray needs Ray: pip install 'pytest-metatrace[ray]'"
         ) from None
     if ray.is_initialized():
         return ray
+    if address in _JOIN_FAILED:
+        raise ExtractionError(
+            f"--metatrace-ray={address}: cannot join a Ray cluster at {address} (failed "
+            "earlier in this session with the message shown first; not retried)"
+        )
+    try:
+        check_ray_address(address, timeout)
+    except RayAddressError as exc:
+        _JOIN_FAILED[address] = str(exc)
+        raise ExtractionError(f"--metatrace-ray={address}: {exc}") from None
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
     quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
-    if address == "auto":
-        try:
-            ray.init(address="auto", **quiet)
-        except ConnectionError:
-            ray.init(include_dashboard=False, **quiet)
-    else:
-        try:
-            ray.init(address=address, **quiet)
-        except ConnectionError as exc:
-            raise ExtractionError(
-                f"--metatrace-ray={address}: cannot join a Ray cluster there ({exc}); "
-                "start one with `ray start --head` or use --metatrace-ray=auto"
-            ) from None
+    try:
+        with quiet_ray_warnings():
+            if address == "auto":
+                try:
+                    ray.init(address="auto", **quiet)
+                except ConnectionError:
+                    ray.init(include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+    except Exception as exc:
+        text = str(exc).strip().splitlines()
+        message = (
+            f"--metatrace-ray={address}: cannot join a Ray cluster at {address} "
+            f"({type(exc).__name__}: {text[0] if text else ''}); start one with "
+            "`ray start --head` or use --metatrace-ray=auto"
+        )
+        _JOIN_FAILED[address] = message
+        raise ExtractionError(message) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, functools.partial(_end_on_sigterm, previous))
+    with contextlib.suppress(Exception):
+        JOINED[address] = str(ray.get_runtime_context().gcs_address)
     return ray
+
+
+def _end_on_sigterm(previous: Any, signum: int, frame: Any) -> None:
+    """SIGTERM after ``ray.init``: leave Ray, then act as the handler Ray replaced would.
+
+    Ray's own handler calls ``sys.exit``, which pytest reports as a failed test
+    before it runs the next one. This one shuts Ray down (a local cluster this
+    process started goes with it) and re-raises the signal under the previous
+    handler: by default, the process ends with SIGTERM's status. A shutdown
+    stuck for more than 10 s is cut short by ``os._exit(128 + signum)``; a second
+    SIGTERM meanwhile acts at once.
+    """
+    import os
+
+    signal.signal(signal.SIGTERM, previous)
+    watchdog = threading.Timer(10.0, os._exit, args=(128 + signum,))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        import ray
+
+        ray.shutdown()
+    except Exception:  # ending is what matters
+        pass
+    finally:
+        watchdog.cancel()
+    if callable(previous):
+        previous(signum, frame)
+    else:
+        signal.raise_signal(signum)
 
 
 def plan_batches(jobs: Sequence[tuple[ImageItem, list[int]]], batch_size: int) -> list[Plan]:
@@ -175,6 +263,7 @@ class RayExtractor(Extractor):
         *args: Any,
         address: str = "auto",
         encoder_factory: Callable[[], Any] | None = None,
+        timeout: float = DEFAULT_RAY_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         """``Extractor``'s arguments, plus the cluster ``address`` and how actors get the encoder.
@@ -183,22 +272,65 @@ class RayExtractor(Extractor):
         actor; the rebuilt encoder must have the driver's fingerprint, device type and
         precision. Without it the encoder object itself is pickled, which only
         picklable encoders allow (a loaded :class:`~pytest_metatrace.encoders.Encoder`
-        refuses).
+        refuses). ``timeout``: seconds to wait for the cluster at ``address`` to answer.
         """
         kwargs["num_workers"] = 0
         super().__init__(*args, **kwargs)
         self.address = address
         self.encoder_factory = encoder_factory
+        self.timeout = timeout
 
     def _shippable_encoder(self) -> bytes:
+        what = self._travelling()
         try:
-            return pickle.dumps(self.encoder_factory or self.encoder)
+            return pickle.dumps(what)
         except (TypeError, AttributeError, pickle.PicklingError) as exc:
             raise ExtractionError(
                 f"cannot send encoder {self.encoder.id} to Ray workers ({exc}); the Ray "
                 "backend rebuilds encoders from their spec - register custom encoders in an "
                 "importable module rather than a conftest closure"
             ) from None
+
+    def _travelling(self) -> Any:
+        """What rebuilds the encoder on a worker: the factory, with only the registry it needs.
+
+        The plugin's factory carries the session's encoder registry. One entry that
+        cannot be pickled (a lambda or closure a conftest registered) must not stop
+        every other encoder from travelling: entries this encoder's spec does not
+        resolve through are left behind when they cannot be pickled, and one it does
+        need is named in the error.
+        """
+        from pytest_metatrace.encoders.registry import EncoderRegistry
+
+        factory = self.encoder_factory
+        if factory is None:
+            return self.encoder
+        if not isinstance(factory, functools.partial) or not factory.args:
+            return factory
+        registry = factory.keywords.get("registry")
+        if not isinstance(registry, EncoderRegistry):
+            return factory
+        needed = _names_resolved(str(factory.args[0]), registry)
+        slim = registry.copy()
+        for entry in registry.entries():
+            try:
+                pickle.dumps(entry)
+            except (TypeError, AttributeError, pickle.PicklingError) as exc:
+                if entry.name in needed:
+                    code = entry.factory
+                    where = (
+                        f"{getattr(code, '__module__', '?')}.{getattr(code, '__qualname__', code)}"
+                    )
+                    raise ExtractionError(
+                        f"cannot send encoder {self.encoder.id} to Ray workers: the factory "
+                        f"registered as {entry.name!r} ({where}) cannot be pickled ({exc}); "
+                        "Ray workers rebuild encoders from their spec - register a function "
+                        "defined at the top level of an importable module, not a lambda or a "
+                        "closure"
+                    ) from None
+                slim.unregister(entry.name)
+        keywords = {**factory.keywords, "registry": slim}
+        return functools.partial(factory.func, *factory.args, **keywords)
 
     def _pool_size(self, ray: Any) -> tuple[int, float]:
         """Actors and GPUs per actor: one per GPU on CUDA, else one per two CPUs."""
@@ -217,7 +349,13 @@ class RayExtractor(Extractor):
         self, jobs: list[tuple[ImageItem, list[int]]], views: list[View], stats: ExtractStats
     ) -> None:
         """Run the planned batches as a Ray Data job and store what comes back."""
-        connect(self.address)
+        with quiet_ray_warnings():
+            self._run_job(jobs, views, stats)
+
+    def _run_job(
+        self, jobs: list[tuple[ImageItem, list[int]]], views: list[View], stats: ExtractStats
+    ) -> None:
+        connect(self.address, self.timeout)
         import ray
         import ray.data
 
@@ -284,3 +422,23 @@ class RayExtractor(Extractor):
             if isinstance(cause, ExtractionError):
                 raise ExtractionError(str(cause).strip().splitlines()[-1]) from None
             raise
+
+
+def _names_resolved(spec: str, registry: Any) -> set[str]:
+    """Registry names ``spec`` resolves through (a bare name, the aliases it leads to)."""
+    from pytest_metatrace.encoders import EncoderSpecError
+    from pytest_metatrace.encoders.factory import resolve_alias
+    from pytest_metatrace.encoders.spec import parse_spec
+
+    names: set[str] = set()
+    try:
+        parsed = parse_spec(spec)
+        while parsed.family is None and parsed.target not in names:
+            names.add(parsed.target)
+            entry = registry.get(parsed.target)
+            if entry.alias is None:
+                break
+            parsed = resolve_alias(parsed, entry.alias)
+    except EncoderSpecError:
+        pass  # the rebuild on the worker reports it
+    return names

@@ -30,7 +30,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -60,12 +60,24 @@ def row_checksum(view_key: str, digest: str, dim: int, blob: bytes) -> int:
 
 
 class CorruptEmbeddings(KeyError):
-    """Stored rows failed their checksum; they were deleted and must be recomputed."""
+    """Stored rows failed their checksum; they were deleted and must be recomputed.
 
-    def __init__(self, view: View, digests: list[str], path: Path) -> None:
+    ``reason`` replaces "failed their checksum" and ``detail`` is appended, for a
+    store that names more (the sharded store names each damaged shard).
+    """
+
+    def __init__(
+        self,
+        view: View,
+        digests: list[str],
+        path: PurePath,
+        *,
+        reason: str = "failed their checksum",
+        detail: str = "",
+    ) -> None:
         super().__init__(
-            f"{len(digests)} embedding(s) under {view.label} in {path} failed their checksum "
-            f"(first image: {digests[0][:12]})"
+            f"{len(digests)} embedding(s) under {view.label} in {path} {reason} "
+            f"(first image: {digests[0][:12]})" + (f": {detail}" if detail else "")
         )
         self.view = view
         self.digests = digests
