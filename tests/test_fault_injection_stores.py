@@ -696,11 +696,10 @@ def test_an_encoder_that_cannot_travel_is_named_and_does_not_stop_the_others(
 def test_header_and_summary_name_the_store_and_ray() -> None:
     from pytest_metatrace.settings import Settings
 
-    base = Settings.from_options(
-        {f.name.replace("_", "-"): None for f in __import__("dataclasses").fields(Settings)}
-        | {"ray-timeout": 30.0}
-    )
-    replace = __import__("dataclasses").replace
+    import dataclasses
+
+    base = Settings()
+    replace = dataclasses.replace
     assert describe_backend(base, "/abs/.metatrace_cache") == "cache: /abs/.metatrace_cache"
     assert describe_backend(base) == "cache: .metatrace_cache"
     shared = replace(base, store="s3://team/emb", ray="10.0.0.5:6379")

@@ -269,7 +269,8 @@ def test_report_section_draws_fig10_margins_and_failed_queries():
     assert "33.3% [" in section  # camera queries: recall@1 same 1/3
     assert "s1 (camera)" in section and section.count(uri) == 3
     assert "a negative as similar as the positive ranks ahead of it" in section
-    # Axes zoom to [lowest recall - 0.05, 1] = [0.45, 1] over 320 px from (58, 14):
-    # recall same 0.5 -> x = 58 + 320 * 0.05 / 0.55, recall different 1.0 -> the top.
+    # Axes zoom to [lowest recall - 0.05, 1] = [0.45, 1] over 320 px from (79.2, 14): the
+    # left margin holds the y title (28 px) and the widest tick, "100.0%" (43.2 px), + 8.
+    # recall same 0.5 -> x = 79.2 + 320 * 0.05 / 0.55, recall different 1.0 -> the top.
     svg = str(recall_scatter([("p", 0.5, 1.0)], label="t"))
-    assert '<circle cx="87.09" cy="14"' in svg
+    assert '<circle cx="108.29" cy="14"' in svg
