@@ -17,7 +17,7 @@ from PIL import Image
 from plugin_helpers import preimport
 
 from pytest_metatrace.encoders import EncoderSpecError, create_encoder, validate_spec
-from pytest_metatrace.encoders.base import Encoder, file_digest
+from pytest_metatrace.encoders.base import Encoder
 from pytest_metatrace.encoders.families.builtin import (
     BUILTINS,
     LITE0_ARCH,
@@ -26,6 +26,7 @@ from pytest_metatrace.encoders.families.builtin import (
     lite0_source,
     packaged_source,
 )
+from pytest_metatrace.encoders.identity import file_digest
 from pytest_metatrace.encoders.registry import EncoderRegistry
 
 # pytester runs in-process; see plugin_helpers.preimport.

@@ -694,9 +694,9 @@ def test_an_encoder_that_cannot_travel_is_named_and_does_not_stop_the_others(
 
 
 def test_header_and_summary_name_the_store_and_ray() -> None:
-    from pytest_metatrace.settings import Settings
-
     import dataclasses
+
+    from pytest_metatrace.settings import Settings
 
     base = Settings()
     replace = dataclasses.replace

@@ -462,3 +462,44 @@ def test_a_malformed_manifest_fails_with_one_clear_message(pytester: pytest.Pyte
     assert err.count("lacks column(s)") == 1
     assert "--metatrace-data=m.csv: manifest m.csv lacks column(s) ['path']" in err
     assert "During handling" not in err and "Traceback" not in err
+
+
+def test_the_readme_audit_spec_example_runs_as_written(tiny_project):
+    """README "Your audit as a unit": the conftest spec and its audit module, verbatim."""
+    import re
+
+    from plugin_helpers import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Your audit as a unit", 1)[1].split("\n### ", 1)[0]
+    conftest, audit = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert "pytest_metatrace_register_audits" in conftest and "metatrace_audit" in audit
+    pytester = tiny_project
+    (pytester.path / "conftest.py").write_text(TINY_CONFTEST + "\n" + conftest)
+    (pytester.path / "audits").mkdir()
+    (pytester.path / "audits" / "test_jpeg_check.py").write_text(audit)
+    helped = pytester.runpytest("-p", "no:cacheprovider", "--help")
+    assert "--metatrace-jpeg-check-quality" in helped.stdout.str()
+    assert "metatrace_jpeg_check_quality" in helped.stdout.str()
+    typo = pytester.runpytest(*FAST, "audits", "--metatrace-threshold", "jpeg_check.distanse=0.1")
+    assert typo.ret == pytest.ExitCode.USAGE_ERROR
+    assert "Did you mean 'jpeg_check.distance'" in typo.stderr.str()
+    result = pytester.runpytest(
+        *FAST,
+        "--metatrace-data=tinyset",
+        "--metatrace-json=r.json",
+        "--metatrace-report=r.html",
+        "--metatrace-jpeg-check-quality=85",
+        "audits",
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1, result.stdout.str()
+    doc = json.loads((pytester.path / "r.json").read_text())
+    (record,) = doc["records"]
+    assert record["audit"] == "jpeg_check" and record["value"] > 0
+    gate = record["gate"]
+    assert (gate["key"], gate["source"], gate["spec"]) == ("jpeg_check.distance", "default", "0.05")
+    assert "JPEG-85 drift" in gate["message"]
+    assert doc["run"]["options"]["jpeg-check-quality"] == "85"
+    html = (pytester.path / "r.html").read_text()
+    assert 'id="sec-jpeg-check"' in html and ">JPEG check <small>" in html

@@ -76,3 +76,26 @@ def test_violations_name_the_path():
         p.startswith("records/0: Additional properties") and "'extra'" in p for p in problems
     )
     assert any(p.startswith("records/0/gate") for p in problems)
+
+
+def test_the_schema_describes_every_registered_audit() -> None:
+    from pytest_metatrace.spec import AuditRegistry, AuditSpec, GateFamily, builtin_specs
+
+    schema = results_schema()
+    audits = schema["x-metatrace-audits"]
+    for spec in builtin_specs():
+        assert audits[spec.name]["gate_keys"] == list(spec.gate_keys)
+        for sec in spec.sections:
+            assert sec.audit in audits[spec.name]["record_audits"]
+            assert sec.audit in schema["$defs"]["record"]["properties"]["audit"]["examples"]
+    assert "probe.jpeg" in schema["$defs"]["gate"]["properties"]["key"]["examples"]
+    mine = AuditSpec(
+        "mine",
+        "Mine",
+        "a user audit",
+        gates=(GateFamily("mine.*", "a score", 0.0, 1.0),),
+        gate_keys=("mine.a",),
+    )
+    custom = results_schema(AuditRegistry([mine]))
+    assert list(custom["x-metatrace-audits"]) == ["mine"]
+    assert custom["$defs"]["gate"]["properties"]["key"]["examples"] == ["mine.a"]

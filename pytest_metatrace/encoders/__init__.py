@@ -8,16 +8,12 @@ Spec grammar and families: :mod:`pytest_metatrace.encoders.spec`. Importing this
 package imports neither torch nor any model library; loading does, per family.
 """
 
-from pytest_metatrace.encoders.base import (
-    ENCODER_PIPELINE_VERSION,
-    Encoder,
-    LoadedModel,
-    TorchEncoder,
-)
+from pytest_metatrace.encoders.base import Encoder, LoadedModel, TorchEncoder
 from pytest_metatrace.encoders.config import PreprocessCfg
 from pytest_metatrace.encoders.errors import EncoderForwardError, EncoderSpecError
 from pytest_metatrace.encoders.factory import create_encoder, validate_spec
 from pytest_metatrace.encoders.hub import set_hub_probe
+from pytest_metatrace.encoders.identity import ENCODER_PIPELINE_VERSION
 from pytest_metatrace.encoders.preprocess import Preprocessor
 from pytest_metatrace.encoders.registry import (
     EncoderRegistry,

@@ -1,5 +1,8 @@
 """The :class:`Encoder` interface shared by every family, and its torch implementation.
 
+Device, precision and output selection live in :mod:`.outputs`; digests and the
+fingerprint in :mod:`.identity`.
+
 An encoder turns uint8 pixels (from its :class:`~.preprocess.Preprocessor`)
 into float32 embeddings. It owns the model; the preprocessor does not, so that
 only the preprocessor travels to DataLoader workers.
@@ -23,54 +26,38 @@ torch is imported lazily: this module is imported when the plugin loads.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_metatrace._files import atomic_write_text, sha256_file
+from pytest_metatrace._files import atomic_write_text
 from pytest_metatrace.encoders.config import PreprocessCfg
 from pytest_metatrace.encoders.errors import EncoderForwardError, EncoderSpecError
+from pytest_metatrace.encoders.identity import (
+    ENCODER_PIPELINE_VERSION,
+    fingerprint_of,
+    library_versions,
+    state_dict_digest,
+)
+from pytest_metatrace.encoders.outputs import (
+    DTYPES,
+    as_embedding,
+    is_conv_net,
+    select_output,
+)
 from pytest_metatrace.encoders.preprocess import Preprocessor
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = [
-    "DTYPES",
-    "ENCODER_PIPELINE_VERSION",
-    "PRECISIONS",
-    "Encoder",
-    "LoadedModel",
-    "TorchEncoder",
-    "as_embedding",
-    "file_digest",
-    "fingerprint_of",
-    "library_versions",
-    "resolve_device",
-    "resolve_precision",
-    "select_output",
-    "state_dict_digest",
-]
+__all__ = ["MEMORY_FORMATS", "Encoder", "LoadedModel", "TorchEncoder"]
 
-#: Bump when this package changes how pixels become embeddings (resize arithmetic,
-#: normalization, output selection); part of every fingerprint, hence every cache key.
-ENCODER_PIPELINE_VERSION = 1
 
-#: Accepted precisions; ``auto`` resolves to ``bf16`` on CUDA and ``fp32`` elsewhere.
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: torch dtype name of each reduced precision, used with ``torch.autocast``.
-DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 #: Accepted memory formats; ``auto`` = ``channels_last`` for convolutional networks.
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-
-#: Dict keys tried, in order, when a model returns a dict / ModelOutput and no ``output`` is named.
-OUTPUT_KEYS = ("image_embeds", "pooler_output", "embeddings", "embeds", "features")
 
 
 @dataclass
@@ -406,145 +393,3 @@ class TorchEncoder(Encoder):
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-# -- helpers shared by the families ------------------------------------------------------
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is checked and returned."""
-    from pytest_metatrace._device import resolve_device as _resolve_device
-
-    return _resolve_device(device, error=EncoderSpecError)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> ``bf16`` (autocast) on CUDA, ``fp32`` elsewhere; others are checked."""
-    if precision not in PRECISIONS:
-        raise EncoderSpecError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def is_conv_net(model: Any) -> bool:
-    """Whether ``model`` is convolutional: more than a patch-embedding's worth of Conv2d."""
-    import torch
-
-    convs = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    return convs > 2
-
-
-def select_output(out: Any, key: str | None = None) -> Any:
-    """The embedding tensor from a model's output.
-
-    A tensor is returned as is; a tuple / list gives its first element (timm and open_clip
-    towers that also return tokens put the pooled output first); a dict or transformers
-    ``ModelOutput`` gives ``out[key]``, or the first of :data:`OUTPUT_KEYS` it holds.
-    """
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, Mapping):
-        if key is not None:
-            if key not in out:
-                raise EncoderSpecError(
-                    f"the model's output has no {key!r}; it has {list(out)}; "
-                    "pick one with ?output=<key>"
-                )
-            return out[key]
-        for k in OUTPUT_KEYS:
-            if out.get(k) is not None:
-                return out[k]
-        raise EncoderSpecError(
-            f"cannot tell which of the model's outputs {list(out)} is the embedding; "
-            "name it with ?output=<key>"
-        )
-    if isinstance(out, (tuple, list)) and out:
-        return select_output(out[0], key)
-    raise EncoderSpecError(f"the model returned {type(out).__name__}, not a tensor, tuple or dict")
-
-
-def as_embedding(out: Any, name: str) -> torch.Tensor:
-    """Check that ``out`` is (B, D); (B, D, 1, 1) feature maps are flattened."""
-    import torch
-
-    picked = out if isinstance(out, torch.Tensor) else select_output(out)
-    if not isinstance(picked, torch.Tensor):
-        raise EncoderSpecError(f"encoder {name!r} returned {type(picked).__name__}, not a tensor")
-    t: torch.Tensor = picked
-    if t.ndim == 4 and t.shape[2:] == (1, 1):
-        t = t.flatten(1)
-    if t.ndim != 2:
-        raise EncoderSpecError(
-            f"encoder {name!r} returned shape {tuple(t.shape)}, not (batch, dim); return pooled "
-            "features (e.g. the CLS token or a global average), or pick another ?output="
-        )
-    return t
-
-
-def state_dict_digest(state_dict: Mapping[str, Any]) -> str:
-    """sha256 over (name, dtype, shape, bytes) of every tensor, in name order.
-
-    It depends on the values only, so weights loaded from a .pth, a .safetensors
-    or a hub give the same digest.
-    """
-    import torch
-
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name]
-        if not isinstance(t, torch.Tensor):
-            continue
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes (:func:`pytest_metatrace._files.sha256_file`)."""
-    return sha256_file(path)
-
-
-def fingerprint_of(
-    *,
-    family: str,
-    architecture: str,
-    weights_digest: str,
-    preprocess: PreprocessCfg,
-    output: str,
-) -> str:
-    """sha256 of what changes an embedding: family, architecture, weights, preprocessing, output.
-
-    Device, precision and memory format are left out on purpose: the caller keys them
-    separately, so that one fingerprint names one model whatever hardware runs it.
-    """
-    payload = {
-        "pipeline_version": ENCODER_PIPELINE_VERSION,
-        "family": family,
-        "architecture": architecture,
-        "weights_digest": weights_digest,
-        "preprocess": preprocess.to_dict(),
-        "output": output,
-    }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def library_versions(names: Sequence[str]) -> dict[str, str | None]:
-    """Installed version of each distribution (None when absent)."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def expand_path(text: str) -> Path:
-    """``~`` expanded, made absolute (not resolved: symlinked caches keep their names)."""
-    return Path(os.path.abspath(os.path.expanduser(text)))

@@ -70,8 +70,8 @@ def create_encoder(
     ``memory_format``: ``auto`` (channels_last for conv nets), ``channels_last``,
     ``contiguous``. Hub downloads use each library's own cache.
     """
-    from pytest_metatrace.encoders.base import resolve_device, resolve_precision
     from pytest_metatrace.encoders.families.builtin import default_cache_dir
+    from pytest_metatrace.encoders.outputs import resolve_device, resolve_precision
 
     if resize_policy not in RESIZE_POLICIES:
         raise EncoderSpecError(

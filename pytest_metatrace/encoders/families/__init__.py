@@ -79,8 +79,8 @@ def get_family(name: str) -> FamilyModule:
 
 def local_path(text: str, what: str, *, directory: bool = False) -> Path:
     """``text`` as an absolute path that must exist; raises with the fix otherwise."""
-    from pytest_metatrace.encoders.base import expand_path
     from pytest_metatrace.encoders.errors import EncoderSpecError
+    from pytest_metatrace.encoders.identity import expand_path
 
     path = expand_path(text)
     ok = path.is_dir() if directory else path.is_file()

@@ -173,7 +173,7 @@ def convert_packaged(name: str, source: Path | None = None, cache_dir: Path | No
     import timm
     import torch
 
-    from pytest_metatrace.encoders.base import file_digest
+    from pytest_metatrace.encoders.identity import file_digest
 
     model = _builtin(name)
     source = source or packaged_source(name)

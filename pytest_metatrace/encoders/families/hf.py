@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_metatrace.encoders.base import LoadedModel, select_output
+from pytest_metatrace.encoders.base import LoadedModel
 from pytest_metatrace.encoders.config import IMAGENET_MEAN, IMAGENET_STD, PreprocessCfg
 from pytest_metatrace.encoders.errors import EncoderSpecError
 from pytest_metatrace.encoders.families import (
@@ -46,6 +46,7 @@ from pytest_metatrace.encoders.families import (
 )
 from pytest_metatrace.encoders.families._weights import weights_refusal
 from pytest_metatrace.encoders.hub import hf_cached, hf_endpoint_host
+from pytest_metatrace.encoders.outputs import select_output
 from pytest_metatrace.encoders.spec import ParsedSpec, looks_like_path
 
 __all__ = ["check", "load", "preprocess_from_processor"]

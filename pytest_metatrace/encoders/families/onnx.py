@@ -21,10 +21,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_metatrace.encoders.base import Encoder, file_digest, resolve_precision
+from pytest_metatrace.encoders.base import Encoder
 from pytest_metatrace.encoders.config import PREPROCESS_KEYS, PreprocessCfg
 from pytest_metatrace.encoders.errors import EncoderSpecError
 from pytest_metatrace.encoders.families import CheckContext, LoadContext, local_path, reject_options
+from pytest_metatrace.encoders.identity import file_digest
+from pytest_metatrace.encoders.outputs import resolve_precision
 from pytest_metatrace.encoders.spec import ParsedSpec
 
 __all__ = ["OnnxEncoder", "check", "load", "sidecar_path"]

@@ -36,13 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pytest_metatrace.encoders.base import (
-    Encoder,
-    LoadedModel,
-    expand_path,
-    file_digest,
-    select_output,
-)
+from pytest_metatrace.encoders.base import Encoder, LoadedModel
 from pytest_metatrace.encoders.config import PreprocessCfg
 from pytest_metatrace.encoders.errors import EncoderSpecError
 from pytest_metatrace.encoders.families import (
@@ -51,6 +45,8 @@ from pytest_metatrace.encoders.families import (
     finish_preprocess,
     local_path,
 )
+from pytest_metatrace.encoders.identity import expand_path, file_digest
+from pytest_metatrace.encoders.outputs import select_output
 from pytest_metatrace.encoders.spec import ParsedSpec, did_you_mean, looks_like_path
 
 __all__ = ["call_factory", "check", "from_result", "load", "resolve_callable"]
