@@ -503,3 +503,34 @@ def test_the_readme_audit_spec_example_runs_as_written(tiny_project):
     assert doc["run"]["options"]["jpeg-check-quality"] == "85"
     html = (pytester.path / "r.html").read_text()
     assert 'id="sec-jpeg-check"' in html and ">JPEG check <small>" in html
+
+
+def test_the_report_hook_sees_the_document_and_the_written_files(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        import json
+
+        def pytest_metatrace_report(document, paths, config):
+            with open("hook.json", "w") as f:
+                json.dump({"records": len(document["records"]),
+                           "paths": {k: str(v) for k, v in paths.items()}}, f)
+        """
+    )
+    pytester.makepyfile(
+        """
+        from pytest_metatrace import Record
+
+        def test_one(metatrace_record):
+            metatrace_record(Record(audit="mine", metric="m", value=0.5, encoder="e", dataset="d"))
+        """
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-json=out.json", "--metatrace-report=out.html"
+    )
+    result.assert_outcomes(passed=1)
+    seen = json.loads((pytester.path / "hook.json").read_text())
+    assert seen["records"] == 1
+    assert seen["paths"] == {
+        "html": str(pytester.path / "out.html"),
+        "json": str(pytester.path / "out.json"),
+    }
