@@ -197,8 +197,8 @@ def test_the_page_draws_ranks_chance_marks_and_no_rank_for_non_traces():
     assert "rank 1 = strongest trace: a higher value is a stronger trace" in text
     assert "rank 1 = strongest trace: a lower value is a stronger trace" in text
     # the tie on jpeg: B and C both second, in the panel's bar labels
-    assert "1. A (supervised)" in text and "2. B (supervised)" in text
-    assert "2. C (supervised)" in text and "3. A (supervised)" in text
+    labels = re.findall(r">(\d\. [ABC]) \(supervised\)</text>", section)
+    assert labels == ["1. A", "2. B", "2. C", "1. C", "2. B", "3. A", "1. B", "2. C", "3. A"]
     assert "rank 3 · at chance" in text
     # one dashed chance mark per probe bar (3 encoders x 2 parameters), none on recall
     assert section.count("<title>chance 0.333</title>") == 6
@@ -354,7 +354,9 @@ def test_compare_command_counts_each_run_side_by_side(
     assert "3 runs compared · 3 encoders · 12 records in all" in html
     # the release history is one comparison column per release, ranked by its trace
     section = html[html.index('id="sec-comparison"') :]
-    assert "1. dino@v3 (self-supervised)" in section and "2. dino@v2 (self-supervised)" in section
+    assert ">1. dino@v3 (self-supervised)</text>" in section
+    assert ">2. dino@v2 (self-supervised)</text>" in section
+    assert "dino@v1</strong> self-supervised" in section  # the family, in the lead
     assert "[v2] audits/test_probe.py::test_probe" in html
     # the summary's tiles add the runs up instead of showing the first run's
     merged = merge_documents(list(zip(("v1", "v2", "v3"), runs.values(), strict=True)))
