@@ -1,10 +1,12 @@
 """The HTML report as a person sees it: rendered by headless Chromium.
 
-Two reports: the three audits run on the tests' tiny encoder and image
+Three reports: the three audits run on the tests' tiny encoder and image
 folder (a real run: real 64-character fingerprints and digests, failing
-gates, per-pair matrices), and the constructed document of test_report.py
+gates, per-pair matrices), the constructed document of test_report.py
 (two encoders, every section, per-pair accuracies that differ in the third
-decimal). Chromium, driven by Playwright, renders each on a wide screen, in
+decimal), and three constructed runs merged as ``report compare`` merges
+them (three encoders on the comparison page, one header column per run).
+Chromium, driven by Playwright, renders each on a wide screen, in
 an 800-pixel window and as printed on A4 paper. The page fails when the
 browser reports an error, when two pieces of text overlap, when text runs
 out of its table cell, when something needs sideways scrolling (in the
@@ -19,6 +21,7 @@ the browser tests are skipped, saying which is missing.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -34,6 +37,7 @@ from test_report import make_document
 
 from pytest_metatrace.report import render_report
 from pytest_metatrace.report.charts import HeatScale
+from pytest_metatrace.report.comparison import merge_documents
 
 # A4 (210 mm) less the report's 12 mm side margins (@page), in CSS pixels.
 PRINT_WIDTH = round((210 - 2 * 12) / 25.4 * 96)
@@ -190,7 +194,43 @@ def constructed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render_report(tmp_path_factory.mktemp("constructed") / "report.html", make_document())
 
 
-@pytest.fixture(params=["tiny_run", "constructed"])
+def three_runs_document() -> dict[str, Any]:
+    """Three constructed runs merged: ``lite0`` twice (a release history) and the CLIP encoder.
+
+    v1 holds the constructed document's lite0 records, v2 the same with every
+    trace 0.03 stronger (so it ranks first), v3 the CLIP encoder's records.
+    """
+    base = make_document()
+    clip = base["encoders"][1]["id"]
+
+    def run(encoder: str, shift: float, passed: int) -> dict[str, Any]:
+        doc = copy.deepcopy(base)
+        doc["records"] = [r for r in doc["records"] if r["encoder"] == encoder]
+        doc["encoders"] = [e for e in doc["encoders"] if e["id"] == encoder]
+        doc["run"]["outcomes"] = {"passed": passed, "failed": 1, "skipped": 2, "error": 0}
+        for r in doc["records"]:
+            if isinstance(r.get("value"), float) and r.get("unit") == "fraction":
+                r["value"] = min(1.0, r["value"] + shift)
+                iv = r.get("interval") or {}
+                for end in ("low", "high"):
+                    if isinstance(iv.get(end), float):
+                        iv[end] = min(1.0, iv[end] + shift)
+        return doc
+
+    return merge_documents(
+        [("v1", run("lite0", 0.0, 9)), ("v2", run("lite0", 0.03, 8)), ("v3", run(clip, 0.0, 7))]
+    )
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML report of :func:`three_runs_document` (the ``report compare`` page)."""
+    return render_report(
+        tmp_path_factory.mktemp("three_runs") / "report.html", three_runs_document()
+    )
+
+
+@pytest.fixture(params=["tiny_run", "constructed", "three_runs"])
 def report(request: pytest.FixtureRequest) -> Path:
     """Each report in turn."""
     path: Path = request.getfixturevalue(request.param)
@@ -401,3 +441,61 @@ def test_every_builtin_audit_section_is_drawn_in_the_browser(
         assert not section["error"], f"{section['id']} fell back to the records table"
         assert section["height"] > 80, section
         assert section["visibleSvg"] >= 1 or section["rows"] >= 1, section
+
+
+COMPARISON_JS = """() => {
+  const sec = document.getElementById("sec-comparison");
+  const runs = document.querySelector("header table.runs");
+  const heads = [...sec.querySelectorAll("h3")];
+  const probe = heads.find((h) => h.textContent.startsWith("processing_probe"));
+  let grid = probe;
+  while (grid && !(grid.classList && grid.classList.contains("grid2"))) {
+    grid = grid.nextElementSibling;
+  }
+  // Per probe panel: its encoders' bars (a hover title "rank N: ...") and chance marks.
+  const panels = grid ? [...grid.querySelectorAll("svg")].map((svg) => ({
+    bars: [...svg.querySelectorAll("rect > title")]
+      .filter((t) => t.textContent.startsWith("rank")).length,
+    marks: svg.querySelectorAll('line[stroke-dasharray="3 2"]').length,
+  })) : [];
+  const details = sec.querySelector("details.block");
+  return {
+    runColumns: runs ? [...runs.querySelectorAll("thead th")].slice(1).map((t) => t.textContent)
+      : [],
+    blocks: sec.querySelectorAll("h3[id^=cmp-]").length,
+    shownCharts: [...sec.querySelectorAll("svg")]
+      .filter((s) => s.getBoundingClientRect().height > 40).length,
+    probeHeading: probe ? probe.textContent : null,
+    panels: panels,
+    context: details ? details.textContent : "",
+    error: sec.textContent.includes("comparison page failed"),
+  };
+}"""
+
+
+def test_the_comparison_page_of_three_runs_ranks_traces_and_shows_chance(
+    browser: Any, three_runs: Path
+) -> None:
+    """The merged page as drawn: one header column per run, chance on the probe bars.
+
+    ``METATRACE_SCREENSHOTS=DIR`` saves the header and the comparison page.
+    """
+    page, problems = _open(browser, three_runs, 1400, "screen")
+    found = page.evaluate(COMPARISON_JS)
+    shots = os.environ.get("METATRACE_SCREENSHOTS")
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.locator("header").screenshot(path=str(Path(shots) / "three-runs-header.png"))
+        page.locator("#sec-comparison").screenshot(
+            path=str(Path(shots) / "three-runs-comparison.png")
+        )
+    page.close()
+    assert problems == []
+    assert not found["error"]
+    assert found["runColumns"] == ["v1", "v2", "v3"]
+    assert found["blocks"] >= 4 and found["shownCharts"] >= found["blocks"]
+    assert "a higher value is a stronger trace" in found["probeHeading"]
+    # every encoder's bar in every probe panel has its chance mark
+    assert found["panels"], "no probe panel on the comparison page"
+    assert all(p["bars"] == 3 and p["marks"] == 3 for p in found["panels"]), found["panels"]
+    assert "Context, not ranked" in found["context"] and "knn_accuracy" in found["context"]

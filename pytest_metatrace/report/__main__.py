@@ -3,8 +3,10 @@
 ``python -m pytest_metatrace.report results.json -o report.html`` re-renders
 one ``--metatrace-json`` document; ``python -m pytest_metatrace.report compare
 v1.json v2.json v3.json -o cmp.html`` (or several files without ``compare``)
-merges them into one report whose first page ranks their encoders, so a team
-keeps a history of its releases.
+merges them into one report: its header counts each run on its own, one
+column per run (records, gated, failed gates, regressions, tests, encoders),
+and its first page ranks their encoders by each trace, so a team keeps a
+history of its releases (one encoder released three times is three columns).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from .._files import TextFileError, read_text_file, shown
 from ..results import SCHEMA_VERSION
-from .comparison import merge_documents
+from .merge import merge_documents
 from .render import DEFAULT_REPORT_PATH, render_report
 
 __all__ = ["main"]
@@ -29,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_metatrace.report",
         description="Render the HTML audit report from --metatrace-json documents; with several "
-        "documents (optionally after the word 'compare'), one report ranks all their encoders.",
+        "documents (optionally after the word 'compare'), one report counts each run in its own "
+        "column and ranks all their encoders by each trace.",
     )
     parser.add_argument(
         "results",

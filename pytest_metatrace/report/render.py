@@ -231,7 +231,7 @@ def _sections(doc: dict[str, Any], registry: AuditRegistry) -> list[dict[str, An
         by_audit.setdefault(record["audit"], []).append(record)
     sections = [(section_of(audit, registry), records) for audit, records in by_audit.items()]
     sections.sort(key=lambda item: (item[0].order, item[0].audit))
-    return _comparison(doc) + [
+    return _comparison(doc, registry) + [
         {
             "title": section.title,
             "anchor": section.anchor,
@@ -244,12 +244,15 @@ def _sections(doc: dict[str, Any], registry: AuditRegistry) -> list[dict[str, An
     ]
 
 
-def _comparison(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The encoder comparison page, first, when the document holds two or more encoders."""
+def _comparison(doc: dict[str, Any], registry: AuditRegistry) -> list[dict[str, Any]]:
+    """The encoder comparison page, first, when the document holds two or more encoders.
+
+    The registry's metric specs say which metrics are traces and which way they run.
+    """
     from .comparison import comparison_context
 
     try:
-        context = comparison_context(doc)
+        context = comparison_context(doc, registry)
         if context is None:  # fewer than two encoders: nothing to compare
             return []
         html = Markup(_template("section_comparison.html.j2").render(**context))

@@ -271,6 +271,7 @@ class HBar:
     low: float | None = None
     high: float | None = None
     note: str = ""  #: hover text
+    reference: float | None = None  #: e.g. the chance level, drawn dashed across the row
 
 
 def hbar_chart(
@@ -281,12 +282,20 @@ def hbar_chart(
     color: str = PALETTE[0],
     x_max: float | None = None,
     label: str = "bar chart",
+    reference_label: str = "chance",
 ) -> Markup:
     """Horizontal bars from zero, one row each, with whiskers and value labels.
 
-    Pass the same ``x_max`` to charts that readers compare side by side.
+    Pass the same ``x_max`` to charts that readers compare side by side. A
+    row's ``reference`` is drawn as a dashed mark across it (``reference_label``
+    names it in the legend).
     """
-    values = [v for r in rows for v in (r.value, r.high) if v is not None and math.isfinite(v)]
+    values = [
+        v
+        for r in rows
+        for v in (r.value, r.low, r.high, r.reference)
+        if v is not None and math.isfinite(v)
+    ]
     hi = nice_ceiling(max([*values, x_max or 0.0], default=1.0))
     lo = min([0.0, *values])
     left = 16 + max((text_width(r.label) for r in rows), default=40.0)
@@ -294,6 +303,8 @@ def hbar_chart(
     entries = [LegendItem("mean", color)]
     if whisker_label:
         entries.append(LegendItem(whisker_label, INK, kind="line"))
+    if any(r.reference is not None for r in rows):
+        entries.append(LegendItem(reference_label, MUTED, kind="line", dash="5 3"))
     legend, legend_h = legend_items(entries, left, 4, plot_w)
     top = 4 + legend_h + 8
     plot_h = row_h * max(len(rows), 1)
@@ -353,6 +364,25 @@ def hbar_chart(
                 )
             )
             end = max(end, xh)
+        if row.reference is not None and math.isfinite(row.reference):
+            rx = x_of(row.reference)
+            body.append(
+                svg_element(
+                    "line",
+                    svg_title(f"{reference_label} {format_number(row.reference, digits=3)}"),
+                    x1=rx,
+                    x2=rx,
+                    y1=y + 1,
+                    y2=y + row_h - 1,
+                    stroke=MUTED,
+                    stroke_width=1.5,
+                    stroke_dasharray="3 2",
+                )
+            )
+            # The value's label goes past the mark rather than through it.
+            text = format_number(row.value, digits=3)
+            if end <= rx < end + 6 + text_width(text, 11):
+                end = rx
         body.append(
             svg_element(
                 "text",
