@@ -36,7 +36,7 @@ __all__ = [
 
 
 def targets_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
-    """Which targets ran, which did not and why; the grouping note; the EXIF counts."""
+    """Which targets ran, which did not and why; the grouping note; confounds; EXIF counts."""
     datasets = {d.get("id"): d for d in doc.get("datasets", [])}
     plans = []
     for r in records:
@@ -62,6 +62,7 @@ def targets_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[
                 "name": ds.get("name", r["dataset"]),
                 "rows": rows,
                 "grouping_note": d.get("grouping_note", ""),
+                "confounds": list((d.get("confound_warnings") or {}).values()),
                 "notes": ds.get("notes") or {},
                 "skipped": ds.get("skipped") or [],
                 "credits": ds.get("credits") or [],
@@ -105,12 +106,24 @@ def probe_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
         y_label="top-1 accuracy",
         label="acquisition probe accuracy per target",
     )
-    return {"kind": "probe", "svg": svg, "rows": records}
+    confounds = [
+        f"{r['encoder']} · {c_line}"
+        for r in records
+        for c_line in _confound_lines(r["parameter"], (r["details"].get("split") or {}))
+    ]
+    return {"kind": "probe", "svg": svg, "rows": records, "confounds": confounds}
+
+
+def _confound_lines(target: str, split: dict[str, Any]) -> list[str]:
+    """The split's confounds as sentences (group and share named)."""
+    from .targets import Confound
+
+    return [f"{target}: {Confound.from_dict(c).describe()}" for c in split.get("confounds") or []]
 
 
 def agreement_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
-    """Table 2: same-label share of the top-k neighbours next to chance."""
-    rows = []
+    """Table 2: same-label share of the top-k neighbours next to chance, group-aware."""
+    rows: list[dict[str, Any]] = []
     groups = []
     encoders = encoder_order(records, doc)
     for r in records:
@@ -119,8 +132,30 @@ def agreement_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dic
             format_interval(a, iv.to_dict())
             for a, iv in zip(res.agreement, res.intervals, strict=True)
         ]
+        other, other_chance = (
+            (res.agreement_with_own_group, res.chance_with_own_group)
+            if res.own_group == "excluded"
+            else (res.agreement_without_own_group, res.chance_without_own_group)
+        )
         rows.append(
-            {"record": r, "result": res, "cells": cells, "chance": format_percent(res.chance)}
+            {
+                "record": r,
+                "result": res,
+                "cells": cells,
+                "chance": format_percent(res.chance),
+                "rule": {
+                    "excluded": f"own {res.group_column or 'group'} left out",
+                    "included": f"own {res.group_column or 'group'} counted",
+                }.get(res.own_group, "no groups"),
+                "own_share": format_percent(res.own_group_share[0]) if res.own_group_share else "-",
+                "other": format_percent(other[0])
+                if res.own_group != "no groups" and other
+                else "-",
+                "other_chance": format_percent(other_chance)
+                if res.own_group != "no groups" and other_chance is not None
+                else "-",
+                "note": r["details"].get("grouping_note") or res.grouping_note,
+            }
         )
     for r in records:
         res = NeighbourAgreement.from_dict(r["details"])
@@ -135,38 +170,45 @@ def agreement_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dic
         y_label="same-label neighbours",
         label="neighbour agreement",
     )
-    return {"kind": "agreement", "rows": rows, "svg": svg, "ks": [10, 25, 50]}
+    excluded = any(r["details"].get("own_group") == "excluded" for r in records)
+    other_title = "with own group" if excluded else "without own group"
+    notes = list(dict.fromkeys(row["note"] for row in rows))
+    return {
+        "kind": "agreement",
+        "rows": rows,
+        "svg": svg,
+        "ks": [10, 25, 50],
+        "other_title": other_title,
+        "notes": notes,
+    }
 
 
 def sweep_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
-    """Fig. 5: semantic kNN and acquisition probe accuracy against the mask ratio."""
+    """Fig. 5: the semantic curve and the acquisition probe accuracy against the mask ratio."""
     figures = []
     for r in records:
         s = MaskSweep.from_dict(r["details"])
+        sem = s.semantic
+        name = (
+            f"twin recall@1 on {sem.dataset} ({sem.candidates} candidates)"
+            if sem.source == "pairs"
+            else f"semantic kNN on {sem.dataset} (k={sem.knn_k})"
+        )
         svg = line_chart(
             s.ratios,
             [
-                (
-                    f"semantic kNN on {s.semantic_dataset} (k={s.knn_k})",
-                    s.semantic_accuracy,
-                    series_color(0)[0],
-                    s.semantic_chance,
-                ),
+                (name, sem.scores, series_color(0)[0], sem.chance),
                 (f"{s.probe_target} probe", s.probe_accuracy, series_color(1)[0], s.probe_chance),
             ],
             x_label="mask ratio (share of the crop blacked out)",
-            y_label="top-1 accuracy",
+            y_label="recall@1 / top-1 accuracy" if sem.source == "pairs" else "top-1 accuracy",
             label="mask sweep",
         )
         vanished = next(
-            (
-                x
-                for x, a in zip(s.ratios, s.semantic_accuracy, strict=True)
-                if a <= s.semantic_chance + 0.05
-            ),
+            (x for x, a in zip(s.ratios, sem.scores, strict=True) if a <= sem.chance + 0.05),
             None,
         )
-        figures.append({"record": r, "sweep": s, "svg": svg, "vanished": vanished})
+        figures.append({"record": r, "sweep": s, "semantic": sem, "svg": svg, "vanished": vanished})
     return {"kind": "sweep", "figures": figures}
 
 

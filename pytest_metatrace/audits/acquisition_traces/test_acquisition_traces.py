@@ -9,7 +9,12 @@ probe on centre-masked embeddings (``--metatrace-mask-ratio``, default 0.90)
 trained on a balanced, group-disjoint split (Fig. 6); the share of each
 image's top-k neighbours with its label, next to chance (Table 2); the mask
 sweep (Fig. 5) and a t-SNE map (Fig. 7). Targets that cannot run are listed
-with the reason.
+with the reason; a split that leans on one group (photographer, owner) is named
+in the terminal and the report. Agreement leaves each photo's own-group
+neighbours out (City100: its twin from the other device;
+``--metatrace-agreement-own-group=include`` counts them). The sweep's semantic
+curve is the recall@1 of each photo's twin on paired data (City100), else kNN
+on a labelled set (``--metatrace-sweep-data``).
 
 Gates: ``probe.<target>`` (probe accuracy) and ``agreement.<target>``
 (agreement at k = 10); they fail when the lower end of the 95% interval is
@@ -24,15 +29,20 @@ import pytest
 from pytest_metatrace import (
     ACQUISITION_TARGETS,
     SWEEP_RATIOS,
+    AcquisitionSettings,
+    AgreementUnavailable,
     Dataset,
     Embeddings,
     Encoder,
     Recorder,
     Settings,
     TargetPlan,
+    choose_sweep_source,
     embedding_map,
+    knn_curve,
     masked_features,
     neighbour_agreement,
+    pair_curve,
     probe_from_settings,
     run_acquisition_probe,
     run_mask_sweep,
@@ -101,13 +111,19 @@ def test_neighbour_agreement(
         pytest.skip(f"{target}: {plan.unavailable[target]}")
     labels = target_labels(data.items, target)
     keep = [i for i, lab in enumerate(labels) if lab in plan.splits[target].classes]
-    result = neighbour_agreement(
-        metatrace_acquisition_features[None][keep],
-        [str(labels[i]) for i in keep],
-        target=target,
-        ids=[data.items[i].id for i in keep],
-        seed=metatrace_settings.seed,
-    )
+    try:
+        result = neighbour_agreement(
+            metatrace_acquisition_features[None][keep],
+            [str(labels[i]) for i in keep],
+            target=target,
+            ids=[data.items[i].id for i in keep],
+            groups=[data.items[i].group for i in keep],
+            group_column=data.group_column,
+            own_group=metatrace_settings.of(AcquisitionSettings).agreement_own_group,
+            seed=metatrace_settings.seed,
+        )
+    except AgreementUnavailable as exc:
+        pytest.skip(f"{target}: {exc}")
     (record,) = result.to_records(encoder=metatrace_encoder.id, dataset=data.id)
     metatrace_record.gate(record, f"agreement.{target}", what=f"{target} neighbour agreement")
     metatrace_record.assert_gates()
@@ -118,30 +134,45 @@ def test_mask_sweep(
     metatrace_acquisition_data: Dataset,
     metatrace_acquisition_features: Features,
     metatrace_acquisition_plan: TargetPlan,
-    metatrace_sweep_data: Dataset | None,
     metatrace_embeddings: Embeddings,
     metatrace_record: Recorder,
     metatrace_settings: Settings,
+    request: pytest.FixtureRequest,
 ) -> None:
-    plan, sweep = metatrace_acquisition_plan, metatrace_sweep_data
-    if sweep is None or not plan.splits:
-        pytest.skip("mask sweep switched off (--metatrace-sweep-data=none) or no target runs")
-    split = metatrace_embeddings.split(sweep)
+    plan, data = metatrace_acquisition_plan, metatrace_acquisition_data
+    option = metatrace_settings.of(AcquisitionSettings).sweep_data
+    try:
+        choice = choose_sweep_source(option, data.items, plan, dataset=data.id)
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if choice.source == "off":
+        pytest.skip(f"mask sweep: {choice.reason}")
+    if choice.pairs is not None:
+        # The photos' own pairs, from the embeddings the audit already has at every ratio.
+        curve = pair_curve(
+            metatrace_acquisition_features, choice.pairs, dataset=data.id, note=choice.reason
+        )
+    else:
+        # A labelled set, loaded (and embedded at every ratio) only when it is needed.
+        sweep: Dataset = request.getfixturevalue("metatrace_sweep_data")
+        split = metatrace_embeddings.split(sweep)
+        curve = knn_curve(
+            masked_features(metatrace_embeddings, sweep, SWEEP_RATIOS),
+            sweep.label_indices(),
+            (split.train, split.test),
+            k=metatrace_settings.knn_k,
+            dataset=sweep.id,
+            note=choice.reason,
+        )
     result = run_mask_sweep(
-        masked_features(metatrace_embeddings, sweep, SWEEP_RATIOS),
-        sweep.label_indices(),
-        (split.train, split.test),
+        curve,
         metatrace_acquisition_features,
         next(iter(plan.splits.values())),
         # The sweep shows a trend over six ratios: its probes search a sixth of the trials.
         lambda: probe_from_settings(metatrace_settings, trial_share=6),
-        semantic_dataset=sweep.id,
-        knn_k=metatrace_settings.knn_k,
         chosen_ratio=metatrace_settings.mask_ratio,
     )
-    for record in result.to_records(
-        encoder=metatrace_encoder.id, dataset=metatrace_acquisition_data.id
-    ):
+    for record in result.to_records(encoder=metatrace_encoder.id, dataset=data.id):
         metatrace_record(record)
 
 
