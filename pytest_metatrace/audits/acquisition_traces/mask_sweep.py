@@ -36,7 +36,9 @@ from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
     "MIN_PAIRS",
+    "PAIR_TIE_RULE",
     "SWEEP_RATIOS",
+    "TIE_RULE",
     "EmbeddingMap",
     "MaskSweep",
     "SemanticCurve",
@@ -252,10 +254,15 @@ class SemanticCurve:
         return out
 
 
-#: Ties of the sweep's kNN and retrieval, for the report.
+#: Ties of the sweep's kNN, for the report.
 TIE_RULE = (
     "equal similarities rank the lower index first; a tied vote goes to the label of the "
     "best-ranked neighbour among the tied labels (the semantic-influence audit's rule)"
+)
+#: Ties of the sweep's twin retrieval, for the report.
+PAIR_TIE_RULE = (
+    "equal similarities rank the lower index first (the semantic-influence audit's engine), so "
+    "identical embeddings score chance"
 )
 
 
@@ -281,7 +288,7 @@ def pair_curve(
         chance=1.0 / pairs.n,
         candidates=pairs.n,
         note=note,
-        tie_rule=TIE_RULE,
+        tie_rule=PAIR_TIE_RULE,
     )
 
 

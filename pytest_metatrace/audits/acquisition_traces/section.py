@@ -25,6 +25,7 @@ from pytest_metatrace.report.sections import encoder_order
 
 from .agreement import NeighbourAgreement
 from .mask_sweep import EmbeddingMap, MaskSweep
+from .targets import Confound
 
 __all__ = [
     "agreement_context",
@@ -74,14 +75,16 @@ def targets_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[
 def probe_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
     """Fig. 6: probe accuracy per target and encoder, with interval, chance and gate."""
     encoders = encoder_order(records, doc)
-    targets = list(dict.fromkeys(r["parameter"] for r in records))
-    by_key = {(r["encoder"], r["parameter"]): r for r in records}
+    # One bar group per target, per dataset when the records hold several.
+    keys = list(dict.fromkeys((r["dataset"], r["parameter"]) for r in records))
+    several = len({d for d, _ in keys}) > 1
+    by_key = {(r["encoder"], r["dataset"], r["parameter"]): r for r in records}
     groups = []
-    for t in targets:
+    for d, t in keys:
         bars = []
         chance = None
         for e in encoders:
-            r = by_key.get((e, t))
+            r = by_key.get((e, d, t))
             if r is None:
                 bars.append(Bar(None))
                 continue
@@ -94,10 +97,10 @@ def probe_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
                     iv.get("low"),
                     iv.get("high"),
                     gate.get("threshold"),
-                    f"{e} · {t}: {r['display']['interval']}",
+                    f"{e} · {d} · {t}: {r['display']['interval']}",
                 )
             )
-        groups.append(BarGroup(t, bars, chance))
+        groups.append(BarGroup(f"{d} · {t}" if several else t, bars, chance))
     svg = grouped_bar_chart(
         groups,
         [str(e) for e in encoders],
@@ -106,19 +109,18 @@ def probe_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
         y_label="top-1 accuracy",
         label="acquisition probe accuracy per target",
     )
+    columns = {
+        r["dataset"]: (r["details"] or {}).get("group_column")
+        for r in doc.get("records", [])
+        if r.get("audit") == "acquisition_targets"
+    }
     confounds = [
-        f"{r['encoder']} · {c_line}"
+        f"{r['encoder']} · {r['dataset']} · {r['parameter']}: "
+        f"{Confound.from_dict(c).describe(columns.get(r['dataset']))}"
         for r in records
-        for c_line in _confound_lines(r["parameter"], (r["details"].get("split") or {}))
+        for c in (r["details"].get("split") or {}).get("confounds") or []
     ]
     return {"kind": "probe", "svg": svg, "rows": records, "confounds": confounds}
-
-
-def _confound_lines(target: str, split: dict[str, Any]) -> list[str]:
-    """The split's confounds as sentences (group and share named)."""
-    from .targets import Confound
-
-    return [f"{target}: {Confound.from_dict(c).describe()}" for c in split.get("confounds") or []]
 
 
 def agreement_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:
@@ -132,28 +134,13 @@ def agreement_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dic
             format_interval(a, iv.to_dict())
             for a, iv in zip(res.agreement, res.intervals, strict=True)
         ]
-        other, other_chance = (
-            (res.agreement_with_own_group, res.chance_with_own_group)
-            if res.own_group == "excluded"
-            else (res.agreement_without_own_group, res.chance_without_own_group)
-        )
         rows.append(
             {
                 "record": r,
                 "result": res,
                 "cells": cells,
                 "chance": format_percent(res.chance),
-                "rule": {
-                    "excluded": f"own {res.group_column or 'group'} left out",
-                    "included": f"own {res.group_column or 'group'} counted",
-                }.get(res.own_group, "no groups"),
-                "own_share": format_percent(res.own_group_share[0]) if res.own_group_share else "-",
-                "other": format_percent(other[0])
-                if res.own_group != "no groups" and other
-                else "-",
-                "other_chance": format_percent(other_chance)
-                if res.own_group != "no groups" and other_chance is not None
-                else "-",
+                "own_group": _own_group_cell(res),
                 "note": r["details"].get("grouping_note") or res.grouping_note,
             }
         )
@@ -170,17 +157,29 @@ def agreement_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dic
         y_label="same-label neighbours",
         label="neighbour agreement",
     )
-    excluded = any(r["details"].get("own_group") == "excluded" for r in records)
-    other_title = "with own group" if excluded else "without own group"
     notes = list(dict.fromkeys(row["note"] for row in rows))
     return {
         "kind": "agreement",
         "rows": rows,
         "svg": svg,
         "ks": [10, 25, 50],
-        "other_title": other_title,
         "notes": notes,
     }
+
+
+def _own_group_cell(res: NeighbourAgreement) -> str:
+    """How the own group was treated, its share of the top-k, and the other rule's figure."""
+    if res.own_group == "no groups" or not res.own_group_share:
+        return "no groups"
+    col = res.group_column or "group"
+    share = f"{format_percent(res.own_group_share[0])} of the top-{res.ks[0]} from it"
+    if res.own_group == "excluded":
+        other = format_percent(res.agreement_with_own_group[0])
+        chance = format_percent(res.chance_with_own_group)
+        return f"own {col} left out ({share}); counted: {other} (chance {chance})"
+    other = format_percent(res.agreement_without_own_group[0])
+    chance = format_percent(res.chance_without_own_group)
+    return f"own {col} counted ({share}); left out: {other} (chance {chance})"
 
 
 def sweep_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,11 @@ class AcquisitionSettings:
 def choices(settings: Settings) -> list[dict[str, str]]:
     """The acquisition audit's protocol choices, for the report's provenance."""
     from pytest_metatrace.audits.acquisition_traces.agreement import AGREEMENT_K
-    from pytest_metatrace.audits.acquisition_traces.mask_sweep import SWEEP_RATIOS, TIE_RULE
+    from pytest_metatrace.audits.acquisition_traces.mask_sweep import (
+        PAIR_TIE_RULE,
+        SWEEP_RATIOS,
+        TIE_RULE,
+    )
 
     own = settings.of(AcquisitionSettings)
     ratios = ", ".join(f"{r:g}" for r in SWEEP_RATIOS)
@@ -139,8 +143,8 @@ def choices(settings: Settings) -> list[dict[str, str]]:
                 "other device's photos, chance 1/candidates)",
                 "none": "switched off",
             }.get(own.sweep_data, f"kNN on {own.sweep_data}")
-            + f"; {TIE_RULE}; the sweep's probes search a sixth of the probe trials (the "
-            "audit's own probe searches all of them)",
+            + f"; kNN: {TIE_RULE}; twin retrieval: {PAIR_TIE_RULE}; the sweep's probes search "
+            "a sixth of the probe trials (the audit's own probe searches all of them)",
             "reason": "docs/protocol.md §3 and §5 (paper Fig. 5); pairs measure content on the "
             "audit's own natural photos from embeddings it already extracts at every ratio",
         },
