@@ -35,6 +35,7 @@ from pytest_metatrace import (
     Embeddings,
     Encoder,
     Recorder,
+    SemanticCurve,
     Settings,
     TargetPlan,
     choose_sweep_source,
@@ -139,41 +140,50 @@ def test_mask_sweep(
     metatrace_settings: Settings,
     request: pytest.FixtureRequest,
 ) -> None:
-    plan, data = metatrace_acquisition_plan, metatrace_acquisition_data
-    option = metatrace_settings.of(AcquisitionSettings).sweep_data
+    plan, data, settings = (
+        metatrace_acquisition_plan,
+        metatrace_acquisition_data,
+        metatrace_settings,
+    )
     try:
+        option = settings.of(AcquisitionSettings).sweep_data
         choice = choose_sweep_source(option, data.items, plan, dataset=data.id)
     except ValueError as exc:
         pytest.fail(str(exc), pytrace=False)
     if choice.source == "off":
         pytest.skip(f"mask sweep: {choice.reason}")
-    if choice.pairs is not None:
-        # The photos' own pairs, from the embeddings the audit already has at every ratio.
+    if choice.pairs is not None:  # the photos' own pairs, already embedded at every ratio
         curve = pair_curve(
             metatrace_acquisition_features, choice.pairs, dataset=data.id, note=choice.reason
         )
-    else:
-        # A labelled set, loaded (and embedded at every ratio) only when it is needed.
+    else:  # a labelled set, loaded and embedded only when it is needed
         sweep: Dataset = request.getfixturevalue("metatrace_sweep_data")
-        split = metatrace_embeddings.split(sweep)
-        curve = knn_curve(
-            masked_features(metatrace_embeddings, sweep, SWEEP_RATIOS),
-            sweep.label_indices(),
-            (split.train, split.test),
-            k=metatrace_settings.knn_k,
-            dataset=sweep.id,
-            note=choice.reason,
-        )
+        curve = labelled_curve(sweep, metatrace_embeddings, settings, note=choice.reason)
     result = run_mask_sweep(
         curve,
         metatrace_acquisition_features,
         next(iter(plan.splits.values())),
         # The sweep shows a trend over six ratios: its probes search a sixth of the trials.
-        lambda: probe_from_settings(metatrace_settings, trial_share=6),
-        chosen_ratio=metatrace_settings.mask_ratio,
+        lambda: probe_from_settings(settings, trial_share=6),
+        chosen_ratio=settings.mask_ratio,
     )
     for record in result.to_records(encoder=metatrace_encoder.id, dataset=data.id):
         metatrace_record(record)
+
+
+def labelled_curve(
+    sweep: Dataset, embeddings: Embeddings, settings: Settings, *, note: str
+) -> SemanticCurve:
+    """kNN top-1 on a labelled set's train/test split at every sweep ratio."""
+    split = embeddings.split(sweep)
+    return knn_curve(
+        masked_features(embeddings, sweep, SWEEP_RATIOS),
+        sweep.label_indices(),
+        (split.train, split.test),
+        k=settings.knn_k,
+        dataset=sweep.id,
+        note=note,
+    )
 
 
 def test_embedding_map(
