@@ -950,6 +950,8 @@ def test_acquisition_sections_show_groups_confounds_and_the_pairs_curve(
     assert "twin recall@1 over 32 pairs of city100 (chance 3.1%)" in html
     assert "city100 holds 32 group(s) of exactly one &#39;camera&#39; and one" in html
     assert "equal similarities rank the lower index first" in html
+    # 4.7% at ratio 0.95 against 3.1% chance: the first ratio below 1 within 5 points
+    assert "within 5 points of chance from mask ratio 0.95 on" in html
     html = section_html(page, "sec-acquisition-targets")
     assert html.count("Confounded split") == 1
     assert (

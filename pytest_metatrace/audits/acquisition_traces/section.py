@@ -203,8 +203,13 @@ def sweep_context(records: list[dict[str, Any]], doc: dict[str, Any]) -> dict[st
             y_label="recall@1 / top-1 accuracy" if sem.source == "pairs" else "top-1 accuracy",
             label="mask sweep",
         )
+        # Ratio 1 is all black, at chance by construction: the question is where below it.
         vanished = next(
-            (x for x, a in zip(s.ratios, sem.scores, strict=True) if a <= sem.chance + 0.05),
+            (
+                x
+                for x, a in zip(s.ratios, sem.scores, strict=True)
+                if x < 1.0 and a <= sem.chance + 0.05
+            ),
             None,
         )
         figures.append({"record": r, "sweep": s, "semantic": sem, "svg": svg, "vanished": vanished})
