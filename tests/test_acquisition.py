@@ -13,17 +13,29 @@ from PIL import Image
 
 from pytest_metatrace.analysis.probe import LinearProbe
 from pytest_metatrace.audits.acquisition_traces.agreement import (
+    AgreementUnavailable,
     NeighbourAgreement,
+    group_codes,
     neighbour_agreement,
     neighbour_shares,
+    own_group_shares,
 )
 from pytest_metatrace.audits.acquisition_traces.mask_sweep import (
     EmbeddingMap,
+    MaskSweep,
+    SemanticCurve,
+    choose_sweep_source,
     embedding_map,
     knn_accuracy,
+    knn_curve,
+    pair_curve,
+    run_mask_sweep,
+    sweep_pairs,
+    twin_recall_at_1,
 )
 from pytest_metatrace.audits.acquisition_traces.targets import (
     AcquisitionProbeResult,
+    Confound,
     TargetUnavailable,
     acquisition_split,
     plan_targets,
@@ -177,13 +189,32 @@ def test_neighbour_agreement_leaves_out_k_beyond_the_set():
     assert result.ks == [10, 25]
 
 
-def test_knn_accuracy_and_tie_rule():
+def test_knn_accuracy_follows_the_semantic_audits_tie_rule():
     train = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]], dtype=np.float32)
     ytr = np.array([0, 0, 1, 1])
     test = np.array([[1, 0.05], [0.05, 1]], dtype=np.float32)
     assert knn_accuracy(train, ytr, test, np.array([0, 1]), k=1) == 1.0
-    # k = 4: a 2-2 tie goes to the lower label index, so the second query is wrong
-    assert knn_accuracy(train, ytr, test, np.array([0, 1]), k=4) == 0.5
+    # k = 4: both queries see a 2-2 vote. The best-ranked neighbour's label wins (the
+    # semantic audit's rule), so both are right; the old lowest-label rule gave label 0 to
+    # both and scored 0.5.
+    assert knn_accuracy(train, ytr, test, np.array([0, 1]), k=4) == 1.0
+
+
+def test_knn_tie_rule_on_a_constructed_tie_where_the_rules_differ():
+    # Query at angle 0. Neighbours by similarity: label 2 (5 deg), label 1 (10 deg),
+    # label 1 (15 deg), label 2 (20 deg), label 0 (90 deg). At k = 4 labels 1 and 2 tie
+    # with two votes each: the best-ranked neighbour (5 deg) is a 2, the lowest label a 1.
+    angles = np.radians([10, 20, 5, 15, 90])
+    train = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    ytr = np.array([1, 2, 2, 1, 0])
+    query = np.array([[1.0, 0.0]])
+    assert knn_accuracy(train, ytr, query, np.array([2]), k=4) == 1.0
+    assert knn_accuracy(train, ytr, query, np.array([1]), k=4) == 0.0
+    # k = 3: 1 has two votes, no tie, both rules agree
+    assert knn_accuracy(train, ytr, query, np.array([1]), k=3) == 1.0
+    # equal similarities: the lower training index ranks first (one neighbour, label 1)
+    twins = np.array([[1.0, 0.0], [1.0, 0.0]])
+    assert knn_accuracy(twins, np.array([1, 0]), query, np.array([1]), k=1) == 1.0
 
 
 def test_embedding_map_is_seeded_and_round_trips():
@@ -234,3 +265,246 @@ def test_exif_folder_dataset_counts_and_names(tmp_path: Path):
     assert [(Path(s.path).name, s.reason) for s in ds.skipped] == [("plain.jpg", "no exif")]
     assert ds.notes["edited"] == 1 and ds.notes["no_exif"] == 1
     assert ds.group_column == "sub-folder"
+
+
+def _circle(degrees: list[float]) -> np.ndarray:
+    angles = np.radians(degrees)
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+
+#: Three postcards (groups), each a camera and a phone photo; the twin is always nearest.
+POSTCARDS = {
+    "x": _circle([0, 10, 30, 45, 100, 120]),
+    "labels": ["camera", "phone"] * 3,
+    "groups": ["g1", "g1", "g2", "g2", "g3", "g3"],
+}
+
+
+def test_agreement_leaves_own_group_neighbours_out_on_a_hand_built_set():
+    x, labels, groups = POSTCARDS["x"], POSTCARDS["labels"], POSTCARDS["groups"]
+    ids = [f"i{i}" for i in range(6)]
+    result = neighbour_agreement(
+        x, labels, target="smartphone", ids=ids, groups=groups, group_column="scene", ks=(1, 2)
+    )
+    # Unrestricted, each photo's nearest neighbour is its twin (other label): 0 at k = 1;
+    # at k = 2 the second neighbours of g1-camera, g2-phone and g3-phone share the label.
+    assert result.agreement_with_own_group == [0.0, 0.25]
+    assert result.own_group_share == [1.0, 0.5]
+    assert result.chance_with_own_group == pytest.approx(2 / 5)
+    # Twins left out: g1-camera's nearest is g2-camera (30 deg), g1-phone's g2-camera,
+    # g2-camera's g1-phone, g2-phone's g1-phone, g3-camera's g2-phone, g3-phone's g2-phone.
+    assert result.agreement == result.agreement_without_own_group == [0.5, 0.5]
+    assert result.chance == result.chance_without_own_group == pytest.approx(2 / 4)
+    assert (result.own_group, result.group_column, result.n_groups) == ("excluded", "scene", 3)
+    assert result.query_shares == [1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+    assert "100.0% of each photo's top-1 came from its own scene" in result.grouping_note
+    assert "would be 0.0% (chance 40.0%); left out, 50.0%" in result.grouping_note
+    (record,) = result.to_records(encoder="e", dataset="d")
+    assert (record.value, record.chance) == (0.5, pytest.approx(0.5))
+    assert record.provenance["own_group"] == "excluded"
+    assert record.details["grouping_note"] == result.grouping_note
+    assert NeighbourAgreement.from_dict(result.to_dict()) == result
+    # The option off: the unrestricted figure is the record's, the other stays beside it.
+    counted = neighbour_agreement(
+        x, labels, target="smartphone", ids=ids, groups=groups, own_group="include", ks=(1, 2)
+    )
+    assert (counted.agreement, counted.chance) == ([0.0, 0.25], pytest.approx(0.4))
+    assert counted.agreement_without_own_group == [0.5, 0.5]
+    assert "--metatrace-agreement-own-group=include" in counted.grouping_note
+    # Without groups only the query is left out, and the report says so.
+    plain = neighbour_agreement(x, labels, target="smartphone", ids=ids, ks=(1, 2))
+    assert (plain.agreement, plain.own_group, plain.own_group_share) == (
+        [0.0, 0.25],
+        "no groups",
+        [],
+    )
+    assert "carry no groups" in plain.grouping_note
+
+
+def test_own_group_shares_and_grouped_chance():
+    x, groups = POSTCARDS["x"], group_codes(POSTCARDS["groups"])
+    assert own_group_shares(x, groups, [1, 2]).tolist() == [[1.0] * 6, [0.5] * 6]
+    y = np.array([0, 1] * 3)
+    grouped = neighbour_shares(x, y, [1, 4], groups=groups)
+    assert grouped[1].tolist() == [0.5] * 6  # k = 4: every candidate, two of each label
+    with pytest.raises(ValueError, match=r"every k must lie in \[1, 4\]"):
+        neighbour_shares(x, y, [5], groups=groups)
+    # Unequal groups: a camera in a group of three (two cameras) sees 4 - 2 cameras among
+    # 7 - 3 candidates; chance is the mean of these per-query shares.
+    labels = ["c", "c", "p", "c", "p", "c", "p"]
+    big = ["a", "a", "a", "b", "b", None, None]
+    result = neighbour_agreement(
+        np.random.default_rng(0).normal(size=(7, 3)), labels, target="t",
+        ids=[str(i) for i in range(7)], groups=big, ks=(1, 3),
+    )  # fmt: skip
+    per_query = [2 / 4, 2 / 4, 2 / 4, 3 / 5, 2 / 5, 3 / 6, 2 / 6]
+    assert result.chance == pytest.approx(np.mean(per_query))
+    assert result.ks == [1, 3]  # the group of 3 leaves its photos 4 candidates
+    assert result.n_groups == 4  # a, b and two photos without a group
+
+
+def test_agreement_refuses_groups_that_leave_too_few_candidates():
+    x = np.random.default_rng(0).normal(size=(30, 4))
+    with pytest.raises(AgreementUnavailable, match="largest owner holds 25 of the 30 images"):
+        neighbour_agreement(
+            x, ["a", "b"] * 15, target="make", ids=[str(i) for i in range(30)],
+            groups=["big"] * 25 + ["s"] * 5, group_column="owner",
+        )  # fmt: skip
+    with pytest.raises(AgreementUnavailable, match="agreement-own-group=include"):
+        neighbour_agreement(
+            x, ["a", "b"] * 15, target="make", ids=[str(i) for i in range(30)],
+            groups=["big"] * 25 + ["s"] * 5,
+        )  # fmt: skip
+
+
+def _grouped(spec: dict[str, tuple[int, int]]) -> tuple[list[str], list[str]]:
+    labels: list[str] = []
+    groups: list[str] = []
+    for group, (phones, cameras) in spec.items():
+        labels += ["smartphone"] * phones + ["camera"] * cameras
+        groups += [group] * (phones + cameras)
+    return labels, groups
+
+
+#: 43 of the 48 training phones from alice; the test side is dave and erin.
+CONFOUNDED = {"alice": (43, 16), "bob": (5, 16), "carol": (0, 16), "dave": (3, 3), "erin": (3, 3)}
+
+
+def test_a_split_that_leans_on_one_group_is_flagged():
+    labels, groups = _grouped(CONFOUNDED)
+    split = acquisition_split(
+        labels, groups, target="smartphone", min_per_class=5, test_per_class=6, seed=3
+    )
+    assert {groups[i] for i in split.test} == {"dave", "erin"}
+    assert split.train_per_class == 48
+    (confound,) = split.confounds
+    assert confound == Confound("train_class", "alice", 43, 48, "smartphone")
+    assert confound.share == pytest.approx(43 / 48)
+    assert confound.describe("owner") == (
+        "43 of 48 training images of 'smartphone' (90%) come from owner 'alice'"
+    )
+    assert split.to_dict()["confounds"] == [
+        {"kind": "train_class", "group": "alice", "count": 43, "total": 48,
+         "label": "smartphone", "share": 43 / 48}
+    ]  # fmt: skip
+    assert Confound.from_dict(split.to_dict()["confounds"][0]) == confound
+    items = _items([{"smartphone": lab} for lab in labels], groups)
+    plan = plan_targets(items, group_column="owner", min_per_class=5, test_per_class=6, seed=3)
+    assert plan.confound_warnings == {
+        "smartphone": "smartphone: confounded split: 43 of 48 training images of 'smartphone' "
+        "(90%) come from owner 'alice'; the probe may learn that group instead of the camera. "
+        "Add photos from other groups"
+    }
+    (record,) = plan.to_records(encoder="e", dataset="d")
+    assert record.details["confound_warnings"] == plan.confound_warnings
+
+
+def test_a_test_side_from_one_group_is_flagged_and_balanced_groups_are_not():
+    labels, groups = _grouped({"a": (6, 6), "b": (6, 6), "c": (6, 6), "d": (6, 6)})
+    split = acquisition_split(labels, groups, min_per_class=5, test_per_class=6, seed=0)
+    (only,) = {groups[i] for i in split.test}
+    assert split.confounds == (Confound("test_group", only, 12, 12),)
+    assert split.confounds[0].describe() == f"all 12 test images come from one group, {only!r}"
+    labels, groups = ["phone", "camera"] * 20, [f"s{i // 2}" for i in range(40)]
+    assert acquisition_split(labels, groups, min_per_class=5, seed=0).confounds == ()
+    # without groups nothing can be confounded by a group
+    assert acquisition_split(labels, [None] * 40, min_per_class=5, seed=0).confounds == ()
+
+
+def test_twin_recall_on_constructed_pairs():
+    # Pair i: camera photo at angle 40 i, phone photo 3 deg further; but pair 2's phone
+    # photo sits at pair 3's camera photo (120 deg). Misses: camera 2 (phone 1 at 43 is
+    # nearer than its twin), camera 3 (phone 2 sits on it), phone 2 (camera 3 sits on it).
+    cams = _circle([0, 40, 80, 120])
+    phones = _circle([3, 43, 120, 123])
+    assert twin_recall_at_1(cams, phones) == pytest.approx(5 / 8)
+    # all-black masks: identical embeddings, every query retrieves candidate 0 = chance
+    same = np.ones((4, 3))
+    assert twin_recall_at_1(same, same) == pytest.approx(1 / 4)
+
+
+def _pair_items(n: int) -> list[ImageItem]:
+    meta = [{"smartphone": s} for _ in range(n) for s in ("camera", "smartphone")]
+    return _items(meta, [f"{i // 2:03d}" for i in range(2 * n)])
+
+
+def test_sweep_pairs_and_the_auto_choice():
+    items = _pair_items(12)
+    plan = plan_targets(items, group_column="scene", min_per_class=5, seed=0)
+    labels = [it.meta["smartphone"] for it in items]
+    pairs = sweep_pairs(labels, [it.group for it in items], target="smartphone")
+    assert (pairs.n, pairs.sides, pairs.coverage) == (12, ("camera", "smartphone"), 1.0)
+    assert pairs.first.tolist() == list(range(0, 24, 2))
+    assert pairs.second.tolist() == list(range(1, 24, 2))
+    auto = choose_sweep_source("auto", items, plan, dataset="cards")
+    assert auto.source == "pairs" and auto.pairs is not None and auto.pairs.n == 12
+    assert auto.reason.startswith("cards holds 12 group(s) of exactly one 'camera' and one")
+    assert choose_sweep_source("none", items, plan, dataset="cards").source == "off"
+    named = choose_sweep_source("demo", items, plan, dataset="cards")
+    assert (named.source, named.spec) == ("labelled", "demo")
+    # Owners with many photos each: no pairs, so auto falls back to the demo set ...
+    owners = _items([{"smartphone": lab} for lab in ["camera", "smartphone"] * 20],
+                    [f"o{i % 4}" for i in range(40)])  # fmt: skip
+    owner_plan = plan_targets(owners, group_column="owner", min_per_class=5, seed=0)
+    fallback = choose_sweep_source("auto", owners, owner_plan, dataset="mine")
+    assert (fallback.source, fallback.spec) == ("labelled", "demo")
+    assert "mine holds no group of exactly two photos of two smartphone classes" in fallback.reason
+    # ... and asking for pairs names why there are none
+    with pytest.raises(ValueError, match="--metatrace-sweep-data=pairs: mine holds no group"):
+        choose_sweep_source("pairs", owners, owner_plan, dataset="mine")
+    # 9 pairs are too few for auto and for pairs
+    few = _pair_items(9)
+    few_plan = plan_targets(few, group_column="scene", min_per_class=5, seed=0)
+    assert choose_sweep_source("auto", few, few_plan, dataset="f").source == "labelled"
+    with pytest.raises(ValueError, match="needs at least 10"):
+        choose_sweep_source("pairs", few, few_plan, dataset="f")
+
+
+def test_the_sweep_runs_its_pairs_curve_from_the_acquisition_features():
+    rng = np.random.default_rng(0)
+    items = _pair_items(12)
+    plan = plan_targets(items, group_column="scene", min_per_class=5, seed=0)
+    pairs = sweep_pairs(
+        [it.meta["smartphone"] for it in items], [it.group for it in items], target="smartphone"
+    )
+    content = np.repeat(rng.normal(size=(12, 8)), 2, axis=0)
+    device = np.tile([[2.0], [-2.0]], (12, 1)) * np.eye(8)[0]
+    # ratio 0: content and device; 0.5: device only (content masked); 1.0: all black
+    features = {0.0: 10 * content + device, 0.5: device + 0.01 * rng.normal(size=(24, 8)),
+                1.0: np.ones((24, 8))}  # fmt: skip
+    curve = pair_curve(features, pairs, ratios=(0.0, 0.5, 1.0), dataset="cards", note="n")
+    assert curve.scores[0] == 1.0 and curve.scores[2] == pytest.approx(1 / 12)
+    assert curve.scores[1] < 0.5
+    assert (curve.chance, curve.candidates, curve.measure) == (1 / 12, 12, "recall@1")
+    sweep = run_mask_sweep(
+        curve, features, plan.splits["smartphone"],
+        lambda: LinearProbe(mode="lbfgs", seed=0, device="cpu"), chosen_ratio=0.5,
+    )  # fmt: skip
+    assert sweep.probe_accuracy[1:] == [1.0, 0.5]  # device only: read; all black: chance
+    (record,) = sweep.to_records(encoder="e", dataset="cards")
+    assert record.metric == "semantic_recall_at_1_at_mask"
+    assert (record.value, record.chance) == (curve.scores[1], 1 / 12)
+    assert record.provenance["semantic_source"] == "pairs"
+    assert MaskSweep.from_dict(sweep.to_dict()) == sweep
+
+
+def test_knn_curve_and_records_written_before_the_pairs_curve():
+    x = np.concatenate([np.eye(4)[[0]] + 0.1 * np.arange(6)[:, None] * np.eye(4)[[1]],
+                        np.eye(4)[[2]] + 0.1 * np.arange(6)[:, None] * np.eye(4)[[3]]])  # fmt: skip
+    y = np.array([0] * 6 + [1] * 6)
+    split = (np.array([0, 1, 2, 6, 7, 8]), np.array([3, 4, 5, 9, 10, 11]))
+    curve = knn_curve({0.0: x, 1.0: np.ones_like(x)}, y, split, k=3, ratios=(0.0, 1.0),
+                      dataset="demo")  # fmt: skip
+    # all black: every neighbour ties, the lowest training index (label 0) ranks first
+    assert curve.scores == [1.0, 0.5] and curve.chance == 0.5 and curve.knn_k == 3
+    old = {
+        "ratios": [0.0, 1.0], "semantic_accuracy": [0.9, 0.1], "semantic_chance": 0.1,
+        "semantic_dataset": "demo", "knn_k": 10, "probe_accuracy": [0.8, 0.5],
+        "probe_chance": 0.5, "probe_target": "smartphone", "chosen_ratio": 0.9,
+    }  # fmt: skip
+    legacy = MaskSweep.from_dict(old)
+    assert legacy.semantic == SemanticCurve(
+        "labelled", "kNN top-1", "demo", [0.0, 1.0], [0.9, 0.1], 0.1, 0, 10,
+        tie_rule="lowest label index (before the shared rule)",
+    )  # fmt: skip
+    assert legacy.metric == "semantic_knn_top1_at_mask"

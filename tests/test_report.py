@@ -369,55 +369,98 @@ def semantic_records(rng: random.Random, thumbs: dict[str, str]) -> list[Record]
 
 @functools.cache
 def _acquisition_records(seed: int) -> tuple[str, ...]:
-    """Every acquisition record kind, measured by the real analyses on synthetic photos."""
+    """Every acquisition record kind, measured by the real analyses on synthetic photos.
+
+    ``city100``: 32 postcards (the group), each a camera and a phone photo sharing their
+    content: agreement leaves the twin out, the sweep's curve is twin recall@1. ``owners``:
+    a folder whose training phones come 43 of 48 from one owner (a confounded split).
+    """
     import numpy as np
 
     from pytest_metatrace import (
         LinearProbe,
-        MaskSweep,
+        choose_sweep_source,
         embedding_map,
         neighbour_agreement,
+        pair_curve,
         plan_targets,
         run_acquisition_probe,
+        run_mask_sweep,
         target_labels,
     )
     from pytest_metatrace.data.dataset import ImageItem
 
     rng = np.random.default_rng(seed)
-    items, rows = [], []
+    items = []
     for i in range(64):
         phone = i % 2 == 1
         make, model = ("Apple", "iPhone X") if phone else ("NIKON CORPORATION", "NIKON D5500")
         meta = {"make": make, "model": model, "smartphone": "smartphone" if phone else "camera"}
-        items.append(ImageItem(f"p{i:03d}", "photo", f"{i:064x}", None, f"g{i % 8}", meta))  # type: ignore[arg-type]
-        rows.append(rng.normal(size=16) + (0.8 if phone else -0.8) * np.eye(16)[0])
-    features = np.asarray(rows)
+        items.append(ImageItem(f"p{i:03d}", "photo", f"{i:064x}", None, f"{i // 2:03d}", meta))  # type: ignore[arg-type]
+    content = np.repeat(rng.normal(size=(32, 16)), 2, axis=0)
+    device = np.where(np.arange(64) % 2 == 1, 0.8, -0.8)[:, None] * np.eye(16)[0]
+    ratios = (0.0, 0.5, 0.75, 0.9, 0.95, 1.0)
+    # the mask removes content first; at 1.0 every photo is black
+    by_ratio = {
+        r: (1 - r) * 2 * content + device + 0.3 * rng.normal(size=(64, 16)) if r < 1 else
+        np.ones((64, 16))
+        for r in ratios
+    }  # fmt: skip
+    features = by_ratio[0.0]
     ids = [it.id for it in items]
     plan = plan_targets(items, group_column="group", min_per_class=8, test_per_class=8, seed=seed)
     records = plan.to_records(encoder="lite0", dataset="city100")
     probe = LinearProbe(mode="lbfgs", seed=seed, device="cpu")
     result = run_acquisition_probe(
-        features, plan.splits["smartphone"], probe, ids=ids, mask_ratio=0.9
+        by_ratio[0.9], plan.splits["smartphone"], probe, ids=ids, mask_ratio=0.9
     )
     records += result.to_records(encoder="lite0", dataset="city100")
     labels = [str(lab) for lab in target_labels(items, "smartphone")]
-    agreement = neighbour_agreement(features, labels, target="smartphone", ids=ids, seed=seed)
+    groups = [it.group for it in items]
+    agreement = neighbour_agreement(
+        features, labels, target="smartphone", ids=ids, groups=groups, group_column="group",
+        seed=seed,
+    )  # fmt: skip
     records += agreement.to_records(encoder="lite0", dataset="city100")
-    ratios = [0.0, 0.5, 0.75, 0.9, 0.95, 1.0]
-    sweep = MaskSweep(
-        ratios=ratios,
-        semantic_accuracy=[0.91, 0.84, 0.62, 0.31, 0.22, 0.2],
-        semantic_chance=0.2,
-        semantic_dataset="demo",
-        knn_k=10,
-        probe_accuracy=[0.97, 0.95, 0.9, 0.86, 0.8, 0.52],
-        probe_chance=0.5,
-        probe_target="smartphone",
+    choice = choose_sweep_source("auto", items, plan, dataset="city100")
+    assert choice.pairs is not None
+    curve = pair_curve(by_ratio, choice.pairs, dataset="city100", note=choice.reason)
+    sweep = run_mask_sweep(
+        curve,
+        by_ratio,
+        plan.splits["smartphone"],
+        lambda: LinearProbe(mode="lbfgs", seed=seed, device="cpu"),
         chosen_ratio=0.9,
     )
     records += sweep.to_records(encoder="lite0", dataset="city100")
     emap = embedding_map(features, labels, ids, target="smartphone", seed=seed)
     records += emap.to_records(encoder="lite0", dataset="city100")
+    # A confounded folder: alice supplies 43 of the 48 training phones.
+    owners = {"alice": (43, 16), "bob": (5, 16), "carol": (0, 16), "dave": (3, 3), "erin": (3, 3)}
+    folder = []
+    for owner, (phones, cameras) in owners.items():
+        for kind in ["smartphone"] * phones + ["camera"] * cameras:
+            k = len(folder)
+            folder.append(
+                ImageItem(
+                    f"{owner}/{k:03d}.jpg", "photo", f"{k:064x}", None, owner, {"smartphone": kind}
+                )
+            )  # type: ignore[arg-type]
+    owner_plan = plan_targets(
+        folder, group_column="sub-folder", min_per_class=5, test_per_class=6, seed=3
+    )
+    records += owner_plan.to_records(encoder="lite0", dataset="owners")
+    owner_features = rng.normal(size=(len(folder), 16))
+    phone = np.array([it.meta["smartphone"] == "smartphone" for it in folder])
+    owner_features[:, 0] += np.where(phone, 1.0, -1.0)
+    owner_result = run_acquisition_probe(
+        owner_features,
+        owner_plan.splits["smartphone"],
+        LinearProbe(mode="lbfgs", seed=seed, device="cpu"),
+        ids=[it.id for it in folder],
+        mask_ratio=0.9,
+    )
+    records += owner_result.to_records(encoder="lite0", dataset="owners")
     return tuple(json.dumps(r.to_dict()) for r in records)
 
 
@@ -882,6 +925,46 @@ def test_page_parses_and_has_every_section(page: str) -> None:
         )
     ]
     assert positions == sorted(positions)
+
+
+def test_acquisition_sections_show_groups_confounds_and_the_pairs_curve(
+    document: dict[str, Any], page: str
+) -> None:
+    from pytest_metatrace.report.formatting import format_percent
+
+    by_kind = {(r["audit"], r["dataset"]): r for r in document["records"]}
+    agree = by_kind[("neighbour_agreement", "city100")]["details"]
+    assert agree["own_group"] == "excluded" and agree["own_group_share"][0] > 0
+    html = section_html(page, "sec-neighbour-agreement")
+    share, counted, chance = (
+        format_percent(agree[key][0] if isinstance(agree[key], list) else agree[key])
+        for key in ("own_group_share", "agreement_with_own_group", "chance_with_own_group")
+    )
+    assert (
+        f"own group left out ({share} of the top-10 from it); counted: {counted} (chance {chance})"
+    ) in html
+    assert "Neighbours from the query&#39;s own group are left out" in html
+    sweep = by_kind[("mask_sweep", "city100")]
+    assert sweep["metric"] == "semantic_recall_at_1_at_mask"
+    html = section_html(page, "sec-mask-sweep")
+    assert "twin recall@1 over 32 pairs of city100 (chance 3.1%)" in html
+    assert "city100 holds 32 group(s) of exactly one &#39;camera&#39; and one" in html
+    assert "equal similarities rank the lower index first" in html
+    # 4.7% at ratio 0.95 against 3.1% chance: the first ratio below 1 within 5 points
+    assert "within 5 points of chance from mask ratio 0.95 on" in html
+    html = section_html(page, "sec-acquisition-targets")
+    assert html.count("Confounded split") == 1
+    assert (
+        "smartphone: confounded split: 43 of 48 training images of &#39;smartphone&#39; (90%) "
+        "come from sub-folder &#39;alice&#39;"
+    ) in html
+    html = section_html(page, "sec-acquisition-probe")
+    assert "Splits that lean on one group" in html
+    assert (
+        "lite0 · owners · smartphone: 43 of 48 training images of &#39;smartphone&#39; (90%) "
+        "come from sub-folder &#39;alice&#39;"
+    ) in html
+    assert "city100 · smartphone" in html and "owners · smartphone" in html  # one bar each
 
 
 def test_numbers_are_formatted(document: dict[str, Any], page: str) -> None:

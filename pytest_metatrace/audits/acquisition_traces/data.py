@@ -1,5 +1,8 @@
 """The acquisition audit's data: the photos and the mask sweep's labelled set.
 
+The sweep uses the labelled set only when the photos hold no pairs (or the
+user names one); on City100 its semantic curve comes from the photos' pairs.
+
 The spec hands both out as plugin fixtures (``metatrace_acquisition_data``,
 ``metatrace_sweep_data``) through the loaders below. The acquisition audit
 does not use ``--metatrace-data``: its data are
@@ -84,14 +87,19 @@ def load_acquisition_data(context: DataContext) -> Dataset:
 
 
 def load_sweep_data(context: DataContext) -> Dataset | None:
-    """The mask sweep's labelled set (``--metatrace-sweep-data``); None when switched off."""
+    """The mask sweep's labelled set (``--metatrace-sweep-data``); None for ``pairs``/``none``.
+
+    ``auto`` gives the ``demo`` set: the audit asks for it only when the
+    acquisition data has no pairs of its own
+    (:func:`~pytest_metatrace.audits.acquisition_traces.mask_sweep.choose_sweep_source`).
+    """
     from pytest_metatrace.data.sources import load_dataset
 
     spec = context.settings.of(AcquisitionSettings).sweep_data
-    if spec == "none":
+    if spec in ("none", "pairs"):
         return None
     return load_dataset(
-        spec,
+        "demo" if spec == "auto" else spec,
         cache_dir=context.cache_dir,
         max_pixels=context.settings.max_pixels,
         registry=context.dataset_registry,

@@ -2,7 +2,8 @@
 
 The photos themselves are the plugin's ``metatrace_acquisition_data`` fixture
 (declared in the spec); these fixtures embed them once per encoder, at every
-mask ratio the audit needs, and plan which targets can run.
+mask ratio the audit needs, and plan which targets can run; the plan's
+confound warnings are named in the terminal (:func:`announce_confounds`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ if TYPE_CHECKING:
     from pytest_metatrace.embeddings import Embeddings
     from pytest_metatrace.settings import Settings
 
-__all__ = ["masked_features", "metatrace_acquisition_features", "metatrace_acquisition_plan"]
+__all__ = [
+    "announce_confounds",
+    "masked_features",
+    "metatrace_acquisition_features",
+    "metatrace_acquisition_plan",
+]
 
 
 def masked_features(
@@ -44,19 +50,32 @@ def metatrace_acquisition_features(
     return masked_features(metatrace_embeddings, metatrace_acquisition_data, ratios)
 
 
+def announce_confounds(config: pytest.Config, plan: TargetPlan, dataset: str) -> None:
+    """One terminal line per target whose split leans on one group (the report shows them too)."""
+    from pytest_metatrace.state import make_progress
+
+    write = make_progress(config).write
+    for line in plan.confound_warnings.values():
+        write(f"metatrace: acquisition data {dataset}: {line}")
+
+
 @pytest.fixture(scope="session")
 def metatrace_acquisition_plan(
-    metatrace_acquisition_data: Dataset, metatrace_settings: Settings
+    metatrace_acquisition_data: Dataset,
+    metatrace_settings: Settings,
+    request: pytest.FixtureRequest,
 ) -> TargetPlan:
-    """Which targets run, with their balanced group-disjoint splits."""
+    """Which targets run, with their balanced group-disjoint splits (confounds announced)."""
     from pytest_metatrace.audits.acquisition_traces.spec import AcquisitionSettings
     from pytest_metatrace.audits.acquisition_traces.targets import plan_targets
 
     own = metatrace_settings.of(AcquisitionSettings)
-    return plan_targets(
+    plan = plan_targets(
         metatrace_acquisition_data.items,
         group_column=metatrace_acquisition_data.group_column,
         min_per_class=own.min_per_class,
         test_per_class=own.test_per_class,
         seed=metatrace_settings.seed,
     )
+    announce_confounds(request.config, plan, metatrace_acquisition_data.id)
+    return plan

@@ -64,16 +64,31 @@ class AcquisitionSettings:
         metavar="N",
     )
     sweep_data: str = option(
-        "demo",
-        "labelled set of the mask sweep's semantic kNN curve ('none' to skip the sweep)",
+        "auto",
+        "the mask sweep's semantic curve: auto (default: the acquisition data's pairs when it "
+        "has them - City100: recall@1 of the other device's photo of the same postcard, no "
+        "extra forwards - else kNN on the demo set), pairs, none (skip the sweep), or a "
+        "labelled set (demo, a folder, a manifest) for a kNN curve",
         metavar="SPEC",
+    )
+    agreement_own_group: str = option(
+        "exclude",
+        "neighbour agreement on grouped photos (photographer, owner, scene): exclude (default) "
+        "leaves each query's own-group neighbours out, since they agree on content; include "
+        "counts them (both figures are reported either way)",
+        choices=("exclude", "include"),
+        protocol=True,
     )
 
 
 def choices(settings: Settings) -> list[dict[str, str]]:
     """The acquisition audit's protocol choices, for the report's provenance."""
     from pytest_metatrace.audits.acquisition_traces.agreement import AGREEMENT_K
-    from pytest_metatrace.audits.acquisition_traces.mask_sweep import SWEEP_RATIOS
+    from pytest_metatrace.audits.acquisition_traces.mask_sweep import (
+        PAIR_TIE_RULE,
+        SWEEP_RATIOS,
+        TIE_RULE,
+    )
 
     own = settings.of(AcquisitionSettings)
     ratios = ", ".join(f"{r:g}" for r in SWEEP_RATIOS)
@@ -100,15 +115,38 @@ def choices(settings: Settings) -> list[dict[str, str]]:
             "from the encoder's different resize of the two native sizes",
         },
         {
-            "topic": "Neighbour agreement and mask sweep",
+            "topic": "Neighbour agreement",
             "choice": "agreement at k = "
             + ", ".join(str(k) for k in AGREEMENT_K)
-            + ": cosine on unmasked embeddings, query excluded, equal similarities ranked by "
-            "lower index, chance = mean over queries of (n_c - 1)/(N - 1); sweep ratios "
-            f"{ratios}; semantic kNN on the sweep set's split, tied votes to the lowest label "
-            "index (research code rule); the sweep's probes search a sixth of the probe trials "
-            "(the audit's own probe searches all of them)",
-            "reason": "docs/protocol.md §3 and §7 (paper Table 2, Fig. 5)",
+            + ": cosine on unmasked embeddings, the query excluded"
+            + (
+                ", and on grouped photos every photo of the query's own group too"
+                if own.agreement_own_group == "exclude"
+                else "; own-group neighbours counted (--metatrace-agreement-own-group=include)"
+            )
+            + "; equal similarities ranked by lower index; chance = mean over queries of the "
+            "same-label share among the query's candidates, (n_c - m_gc)/(N - n_g) with its "
+            "group left out, (n_c - 1)/(N - 1) without; the figure under the other rule and "
+            "the share of own-group neighbours are reported beside it",
+            "reason": "docs/protocol.md §7 (paper Table 2); a group's photos share a "
+            "photographer or a subject (City100: the postcard's twin from the other device), so "
+            "they agree on content, not on the camera",
+        },
+        {
+            "topic": "Mask sweep",
+            "choice": f"ratios {ratios}; semantic curve: "
+            + {
+                "auto": "the acquisition data's pairs when it has them (recall@1 of each "
+                "photo's twin among the other device's photos, chance 1/candidates), else kNN "
+                "on the demo set",
+                "pairs": "the acquisition data's pairs (recall@1 of each photo's twin among the "
+                "other device's photos, chance 1/candidates)",
+                "none": "switched off",
+            }.get(own.sweep_data, f"kNN on {own.sweep_data}")
+            + f"; kNN: {TIE_RULE}; twin retrieval: {PAIR_TIE_RULE}; the sweep's probes search "
+            "a sixth of the probe trials (the audit's own probe searches all of them)",
+            "reason": "docs/protocol.md §3 and §5 (paper Fig. 5); pairs measure content on the "
+            "audit's own natural photos from embeddings it already extracts at every ratio",
         },
     ]
 
@@ -122,8 +160,8 @@ SPEC = AuditSpec(
     title="Acquisition traces",
     summary="on real camera / phone photos: linear-probe top-1 for smartphone-or-not, make, "
     "model, model among phones, exposure, aperture, ISO, focal length, on centre-masked photos; "
-    "share of top-k neighbours (k = 10, 25, 50) with the same label vs chance; the mask sweep; "
-    "a t-SNE map",
+    "share of top-k neighbours (k = 10, 25, 50) with the same label vs chance, own-group "
+    "neighbours left out; the mask sweep; a t-SNE map",
     paper="Sec. 3.2, Fig. 5, 6, 7, Table 2",
     order=40,
     tests=("test_acquisition_traces",),
@@ -189,7 +227,8 @@ SPEC = AuditSpec(
         DataSpec(
             "metatrace_sweep_data",
             f"{_PACKAGE}.data:load_sweep_data",
-            "the mask sweep's labelled set (--metatrace-sweep-data)",
+            "the mask sweep's labelled set (--metatrace-sweep-data; auto: demo, used only when "
+            "the acquisition data has no pairs)",
         ),
     ),
     fixtures=f"{_PACKAGE}.fixtures",

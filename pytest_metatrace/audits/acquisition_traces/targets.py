@@ -14,6 +14,12 @@ values. For each target that the data supports:
    20% validation share of that side) and scored once on the test side;
 3. the accuracy's interval is a bootstrap over test images.
 
+Group-disjoint is not yet group-balanced: when one group supplies more than
+half of a class's training images, or the whole test side comes from one
+group, the split carries a :class:`Confound` that the terminal and the
+report name (group and share), since the probe may then read the group
+(photographer, subjects) rather than the camera, or describe one group only.
+
 A target the data cannot support is not an error: :class:`TargetUnavailable`
 says why, and the audit lists it.
 """
@@ -33,12 +39,15 @@ from pytest_metatrace.audits.acquisition_traces.spec import TARGETS
 from pytest_metatrace.results import Record, jsonable
 
 __all__ = [
+    "CONFOUND_SHARE",
     "TARGETS",
     "AcquisitionProbeResult",
     "AcquisitionSplit",
+    "Confound",
     "TargetPlan",
     "TargetUnavailable",
     "acquisition_split",
+    "find_confounds",
     "plan_targets",
     "run_acquisition_probe",
     "target_labels",
@@ -64,6 +73,69 @@ def target_labels(items: Sequence[Any], target: str) -> list[str | None]:
     return out
 
 
+#: A group supplying more than this share of a class's training images is a confound.
+CONFOUND_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Confound:
+    """A split whose sides lean on one group: the probe may read the group, not the camera."""
+
+    kind: str  #: ``train_class`` (one group holds most of a class) or ``test_group``
+    group: str  #: the group
+    count: int  #: its images (of the class on the training side / on the test side)
+    total: int  #: images of that class on the training side / on the test side
+    label: str | None = None  #: the class (``train_class`` only)
+
+    @property
+    def share(self) -> float:
+        """``count / total``."""
+        return self.count / self.total
+
+    def describe(self, group_column: str | None = None) -> str:
+        """One clause naming the group and the share, e.g. for the terminal."""
+        col = group_column or "group"
+        if self.kind == "train_class":
+            return (
+                f"{self.count} of {self.total} training images of {self.label!r} "
+                f"({self.share:.0%}) come from {col} {self.group!r}"
+            )
+        return f"all {self.total} test images come from one {col}, {self.group!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the share."""
+        return {**dataclasses.asdict(self), "share": self.share}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Confound:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: v for k, v in data.items() if k != "share"})
+
+
+def find_confounds(
+    split_train: np.ndarray,
+    y_train: np.ndarray,
+    split_test: np.ndarray,
+    groups: Sequence[str | None],
+    classes: Sequence[str],
+) -> tuple[Confound, ...]:
+    """The confounds of a split (item indices and training classes); none without groups."""
+    out: list[Confound] = []
+    for k, label in enumerate(classes):
+        members = [groups[int(i)] for i in split_train[y_train == k]]
+        named = Counter(g for g in members if g is not None)
+        if named:
+            group, count = min(named.items(), key=lambda gc: (-gc[1], gc[0]))
+            if count > CONFOUND_SHARE * len(members):
+                out.append(Confound("train_class", group, count, len(members), label))
+    test_groups = {groups[int(i)] for i in split_test}
+    if len(test_groups) == 1 and split_test.size > 1:
+        (only,) = test_groups
+        if only is not None:
+            out.append(Confound("test_group", only, int(split_test.size), int(split_test.size)))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class AcquisitionSplit:
     """A balanced, group-disjoint train/test split of one target's images."""
@@ -80,9 +152,10 @@ class AcquisitionSplit:
     test_per_class: int  #: test images per class
     train_per_class: int  #: training images per class after undersampling
     seed: int  #: seed of the group order and the draws
+    confounds: tuple[Confound, ...] = ()  #: sides that lean on one group (see the module doc)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (counts and choices, not the index arrays)."""
+        """JSON-ready summary (counts, choices and confounds, not the index arrays)."""
         return {
             "target": self.target,
             "classes": list(self.classes),
@@ -94,6 +167,7 @@ class AcquisitionSplit:
             "test_per_class": self.test_per_class,
             "train_per_class": self.train_per_class,
             "seed": self.seed,
+            "confounds": [c.to_dict() for c in self.confounds],
         }
 
 
@@ -173,6 +247,7 @@ def acquisition_split(
         test_per_class=n_test,
         train_per_class=n_train,
         seed=seed,
+        confounds=find_confounds(train, y[train], test, groups, kept),
     )
 
 
@@ -303,9 +378,34 @@ class TargetPlan:
             "instead of the camera. Add a group column (or sub-folders) to rule that out."
         )
 
+    @property
+    def confound_warnings(self) -> dict[str, str]:
+        """Runnable target -> one line naming the groups its split leans on (none: absent)."""
+        out = {}
+        for target, split in self.splits.items():
+            if split.confounds:
+                clauses = "; ".join(c.describe(self.group_column) for c in split.confounds)
+                kinds = {c.kind for c in split.confounds}
+                why = " and ".join(
+                    text
+                    for kind, text in (
+                        ("train_class", "the probe may learn that group instead of the camera"),
+                        ("test_group", "its accuracy describes that group's photos only"),
+                    )
+                    if kind in kinds
+                )
+                out[target] = (
+                    f"{target}: confounded split: {clauses}; {why}. Add photos from other groups"
+                )
+        return out
+
     def to_records(self, *, encoder: str, dataset: str) -> list[Record]:
         """One ``acquisition_targets`` record; value: number of runnable targets."""
-        details = {**self.to_dict(), "grouping_note": self.grouping_note}
+        details = {
+            **self.to_dict(),
+            "grouping_note": self.grouping_note,
+            "confound_warnings": self.confound_warnings,
+        }
         return [
             Record(
                 audit="acquisition_targets",

@@ -9,7 +9,12 @@ probe on centre-masked embeddings (``--metatrace-mask-ratio``, default 0.90)
 trained on a balanced, group-disjoint split (Fig. 6); the share of each
 image's top-k neighbours with its label, next to chance (Table 2); the mask
 sweep (Fig. 5) and a t-SNE map (Fig. 7). Targets that cannot run are listed
-with the reason.
+with the reason; a split that leans on one group (photographer, owner) is named
+in the terminal and the report. Agreement leaves each photo's own-group
+neighbours out (City100: its twin from the other device;
+``--metatrace-agreement-own-group=include`` counts them). The sweep's semantic
+curve is the recall@1 of each photo's twin on paired data (City100), else kNN
+on a labelled set (``--metatrace-sweep-data``).
 
 Gates: ``probe.<target>`` (probe accuracy) and ``agreement.<target>``
 (agreement at k = 10); they fail when the lower end of the 95% interval is
@@ -24,15 +29,21 @@ import pytest
 from pytest_metatrace import (
     ACQUISITION_TARGETS,
     SWEEP_RATIOS,
+    AcquisitionSettings,
+    AgreementUnavailable,
     Dataset,
     Embeddings,
     Encoder,
     Recorder,
+    SemanticCurve,
     Settings,
     TargetPlan,
+    choose_sweep_source,
     embedding_map,
+    knn_curve,
     masked_features,
     neighbour_agreement,
+    pair_curve,
     probe_from_settings,
     run_acquisition_probe,
     run_mask_sweep,
@@ -101,13 +112,19 @@ def test_neighbour_agreement(
         pytest.skip(f"{target}: {plan.unavailable[target]}")
     labels = target_labels(data.items, target)
     keep = [i for i, lab in enumerate(labels) if lab in plan.splits[target].classes]
-    result = neighbour_agreement(
-        metatrace_acquisition_features[None][keep],
-        [str(labels[i]) for i in keep],
-        target=target,
-        ids=[data.items[i].id for i in keep],
-        seed=metatrace_settings.seed,
-    )
+    try:
+        result = neighbour_agreement(
+            metatrace_acquisition_features[None][keep],
+            [str(labels[i]) for i in keep],
+            target=target,
+            ids=[data.items[i].id for i in keep],
+            groups=[data.items[i].group for i in keep],
+            group_column=data.group_column,
+            own_group=metatrace_settings.of(AcquisitionSettings).agreement_own_group,
+            seed=metatrace_settings.seed,
+        )
+    except AgreementUnavailable as exc:
+        pytest.skip(f"{target}: {exc}")
     (record,) = result.to_records(encoder=metatrace_encoder.id, dataset=data.id)
     metatrace_record.gate(record, f"agreement.{target}", what=f"{target} neighbour agreement")
     metatrace_record.assert_gates()
@@ -118,31 +135,55 @@ def test_mask_sweep(
     metatrace_acquisition_data: Dataset,
     metatrace_acquisition_features: Features,
     metatrace_acquisition_plan: TargetPlan,
-    metatrace_sweep_data: Dataset | None,
     metatrace_embeddings: Embeddings,
     metatrace_record: Recorder,
     metatrace_settings: Settings,
+    request: pytest.FixtureRequest,
 ) -> None:
-    plan, sweep = metatrace_acquisition_plan, metatrace_sweep_data
-    if sweep is None or not plan.splits:
-        pytest.skip("mask sweep switched off (--metatrace-sweep-data=none) or no target runs")
-    split = metatrace_embeddings.split(sweep)
+    plan, data, settings = (
+        metatrace_acquisition_plan,
+        metatrace_acquisition_data,
+        metatrace_settings,
+    )
+    try:
+        option = settings.of(AcquisitionSettings).sweep_data
+        choice = choose_sweep_source(option, data.items, plan, dataset=data.id)
+    except ValueError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if choice.source == "off":
+        pytest.skip(f"mask sweep: {choice.reason}")
+    if choice.pairs is not None:  # the photos' own pairs, already embedded at every ratio
+        curve = pair_curve(
+            metatrace_acquisition_features, choice.pairs, dataset=data.id, note=choice.reason
+        )
+    else:  # a labelled set, loaded and embedded only when it is needed
+        sweep: Dataset = request.getfixturevalue("metatrace_sweep_data")
+        curve = labelled_curve(sweep, metatrace_embeddings, settings, note=choice.reason)
     result = run_mask_sweep(
-        masked_features(metatrace_embeddings, sweep, SWEEP_RATIOS),
-        sweep.label_indices(),
-        (split.train, split.test),
+        curve,
         metatrace_acquisition_features,
         next(iter(plan.splits.values())),
         # The sweep shows a trend over six ratios: its probes search a sixth of the trials.
-        lambda: probe_from_settings(metatrace_settings, trial_share=6),
-        semantic_dataset=sweep.id,
-        knn_k=metatrace_settings.knn_k,
-        chosen_ratio=metatrace_settings.mask_ratio,
+        lambda: probe_from_settings(settings, trial_share=6),
+        chosen_ratio=settings.mask_ratio,
     )
-    for record in result.to_records(
-        encoder=metatrace_encoder.id, dataset=metatrace_acquisition_data.id
-    ):
+    for record in result.to_records(encoder=metatrace_encoder.id, dataset=data.id):
         metatrace_record(record)
+
+
+def labelled_curve(
+    sweep: Dataset, embeddings: Embeddings, settings: Settings, *, note: str
+) -> SemanticCurve:
+    """kNN top-1 on a labelled set's train/test split at every sweep ratio."""
+    split = embeddings.split(sweep)
+    return knn_curve(
+        masked_features(embeddings, sweep, SWEEP_RATIOS),
+        sweep.label_indices(),
+        (split.train, split.test),
+        k=settings.knn_k,
+        dataset=sweep.id,
+        note=note,
+    )
 
 
 def test_embedding_map(
