@@ -79,3 +79,15 @@ def test_example_files_exist_where_the_readme_says():
     readme = (REPO / "README.md").read_text()
     for path in ("examples/github-actions/metatrace.yml", "examples/conftest.py"):
         assert path in readme and Path(REPO / path).is_file()
+
+
+def test_the_readme_options_table_lists_every_option() -> None:
+    """The Options table is written by hand: it must not fall behind the declarations."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("## Options", 1)[1].split("\n## ", 1)[0]
+    for opt in OPTIONS:
+        if opt.env_only:
+            assert opt.env in table, opt.env
+            continue
+        stem = opt.cli.rsplit("-", 1)[-1]
+        assert opt.cli in table or f"-{stem}`" in table, f"{opt.cli} is not in README's Options"
