@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -171,7 +172,7 @@ def test_sample_rows_spans_the_dataset() -> None:
     assert len(rows) == 512 and rows[0] == 0 and rows[-1] == 9_999
 
 
-def _fake_embeddings(tmp_path: Path, encoder: object) -> tuple[object, object]:
+def _fake_embeddings(tmp_path: Path, encoder: Any) -> tuple[Any, Any]:
     from image_helpers import synthetic_rgb, write_image
 
     from pytest_metatrace.data import load_dataset
@@ -200,42 +201,42 @@ def test_check_runs_once_per_dataset_and_leaves_the_numbers(
 
     monkeypatch.setattr(provider, "degeneracy", counted)
     emb, ds = _fake_embeddings(tmp_path / "checked", FakeEncoder())
-    first = emb.many(ds, "train", ["jpeg75_420", "sharpen2"])  # type: ignore[attr-defined]
-    again = emb(ds, "test", None, masked=True)  # type: ignore[operator]
-    third = emb(ds, "all", "interp_box")  # type: ignore[operator]
+    first = emb.many(ds, "train", ["jpeg75_420", "sharpen2"])
+    again = emb(ds, "test", None, masked=True)
+    third = emb(ds, "all", "interp_box")
     assert calls == [12]  # once, on a sample of the whole dataset (12 images), not per split
     monkeypatch.setattr(provider, "degeneracy", lambda x, ids=None: None)
     plain, ds2 = _fake_embeddings(tmp_path / "unchecked", FakeEncoder())
     np.testing.assert_array_equal(
         first["jpeg75_420"], plain.many(ds2, "train", ["jpeg75_420"])["jpeg75_420"]
-    )  # type: ignore[attr-defined]
-    np.testing.assert_array_equal(again, plain(ds2, "test", None, masked=True))  # type: ignore[operator]
-    np.testing.assert_array_equal(third, plain(ds2, "all", "interp_box"))  # type: ignore[operator]
-    assert emb.stats.computed == plain.stats.computed  # type: ignore[attr-defined]
+    )
+    np.testing.assert_array_equal(again, plain(ds2, "test", None, masked=True))
+    np.testing.assert_array_equal(third, plain(ds2, "all", "interp_box"))
+    assert emb.stats.computed == plain.stats.computed
 
 
-def test_a_degenerate_dataset_is_refused_on_every_call_without_a_recheck(tmp_path: Path) -> None:
+def test_a_degenerate_dataset_is_refused_on_every_call_without_a_recheck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from fake_encoder import FakeEncoder
 
     from pytest_metatrace.embeddings.degenerate import DegenerateEmbeddings
 
     class Constant(FakeEncoder):
-        def embed(self, pixels):  # type: ignore[no-untyped-def]
+        def embed(self, pixels: Any) -> Any:
             return super().embed(pixels) * 0.0 + 1.0
 
     emb, ds = _fake_embeddings(tmp_path, Constant())
     with pytest.raises(DegenerateEmbeddings) as first:
-        emb(ds, "train", "jpeg75_420")  # type: ignore[operator]
+        emb(ds, "train", "jpeg75_420")
     assert str(first.value).startswith(
         "the embeddings of encoder 'fake' on dataset 'data' are degenerate: every embedding is "
         "the same vector (12 images sampled); view jpeg75_420. No audit can measure a trace"
     )
-    reads = emb.store.get  # type: ignore[attr-defined]
-    emb.store.get = lambda *a, **k: pytest.fail("read again")  # type: ignore[attr-defined]
+    monkeypatch.setattr(emb.store, "get", lambda *a, **k: pytest.fail("read again"))
     with pytest.raises(DegenerateEmbeddings) as second:
-        emb(ds, "test", "sharpen2")  # type: ignore[operator]
+        emb(ds, "test", "sharpen2")
     assert str(second.value) == str(first.value)
-    emb.store.get = reads  # type: ignore[attr-defined]
 
 
 def test_collapsed_encoder_stops_every_audit_with_one_message(
