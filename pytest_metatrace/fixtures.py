@@ -52,13 +52,18 @@ def _state(config: pytest.Config) -> ProcessState:
     return config.stash[STATE_KEY]
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, short: str) -> NoReturn:
     """Fail with ``message`` alone: no traceback, no "during handling of..." chain.
 
     Called from an ``except`` block; ``from None`` drops the caught error, whose
-    text is already in ``message``.
+    text is already in ``message``. A session fixture's error is re-raised by
+    pytest in every test that needs it: the plugin shows ``message`` with the
+    first of them and ``short`` (plus where the full message is) with the others.
     """
-    raise pytest.fail.Exception(message, pytrace=False) from None
+    exc = pytest.fail.Exception(message, pytrace=False)
+    exc.metatrace_clear = True  # type: ignore[attr-defined]
+    exc.metatrace_short = short  # type: ignore[attr-defined]
+    raise exc from None
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +95,7 @@ def metatrace_encoder(request: pytest.FixtureRequest) -> Iterator[Encoder]:
             cache_dir=cache_dir(config) / "weights",
         )
     except EncoderSpecError as exc:
-        _fail(f"cannot load encoder {spec!r}: {exc}")
+        _fail(f"cannot load encoder {spec!r}: {exc}", f"cannot load encoder {spec!r}")
     encoder.id = encoder_ids(settings.encoder).get(spec, encoder.id)
     state.encoders[encoder.id] = encoder.describe()
     try:
@@ -121,8 +126,8 @@ def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
             progress=make_progress(config),
         )
         split = dataset.split(seed=settings.seed, test_fraction=settings.test_fraction)
-    except DatasetError as exc:
-        _fail(f"cannot load dataset {spec!r}: {exc}")
+    except (DatasetError, OSError) as exc:
+        _fail(f"cannot load dataset {spec!r}: {exc}", f"cannot load dataset {spec!r}")
     dataset.id = dataset_ids(settings.data).get(spec, dataset.id)
     state.datasets[dataset.id] = dataset.describe(split)
     announce_data(config, dataset)
@@ -184,7 +189,7 @@ def data_fixture(audit: str, spec: DataSpec) -> Any:
         try:
             data = resolve(spec.load)(context)
         except (DatasetError, ValueError, OSError) as exc:
-            _fail(f"cannot load {spec.description}: {exc}")
+            _fail(f"cannot load {spec.description}: {exc}", f"cannot load {spec.description}")
         if isinstance(data, Dataset):
             state.datasets[data.id] = data.describe()
         if data is not None:
@@ -245,7 +250,8 @@ def _check_ray_extra(need_ray: bool) -> None:
     if missing:
         _fail(
             f"--metatrace-store / --metatrace-ray need {', '.join(missing)}: "
-            "pip install 'pytest-metatrace[ray]'"
+            "pip install 'pytest-metatrace[ray]'",
+            f"--metatrace-store / --metatrace-ray need {', '.join(missing)}",
         )
 
 

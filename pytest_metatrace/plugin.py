@@ -196,6 +196,8 @@ def pytest_collection_modifyitems(
     }
     state = config.stash[STATE_KEY]
     settings = get_settings(config)
+    if used:
+        _check_cache_folder(config)
     if used & {"metatrace_encoder", "metatrace_embeddings"}:
         from pytest_metatrace.encoders import EncoderSpecError, validate_spec
 
@@ -229,6 +231,30 @@ def pytest_collection_modifyitems(
                     raise pytest.UsageError(f"--metatrace-data={spec}: {exc}") from None
 
 
+def _check_cache_folder(config: pytest.Config) -> None:
+    """A cache path that is a file or lies under one is a usage error now, not in every test.
+
+    A folder that exists but cannot be written is fine here: it is used read-only, and
+    the cache names what it lacks if the run must write (``_sqlite.read_only_message``).
+    """
+    path = cache_dir(config)  # creates the folder where it can
+    if path.is_dir():
+        return
+    blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        why = "is a file" if blocker == path else f"lies under {blocker}, which is a file"
+    else:
+        why = "cannot be created"
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why += f" ({exc.strerror or exc})"
+    raise pytest.UsageError(
+        f"--metatrace-cache-dir: the cache folder {path} {why}; point --metatrace-cache-dir "
+        "(ini metatrace_cache_dir, or METATRACE_CACHE_DIR) at a folder"
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -242,8 +268,13 @@ def pytest_runtest_makereport(
         if any(name in _FIXTURES for name in getattr(item, "fixturenames", ())):
             item.user_properties.append((PROP_USED, "1"))
     report = yield
-    if call.excinfo is not None and getattr(call.excinfo.value, "metatrace_clear", False):
-        report.longrepr = _clear_failure(call.excinfo.value)
+    if call.excinfo is not None:
+        exc = call.excinfo.value
+        if getattr(exc, "metatrace_clear", False) or _is_audit_refusal(item, exc):
+            shown = item.config.stash.setdefault(_SHOWN_KEY, {})
+            text = _clear_failure(exc, item.nodeid, shown)
+            if text is not None:
+                report.longrepr = text
     if call.when == "call" and report.passed:
         _fail_unasserted_gates(item, report)
     return report
@@ -268,24 +299,68 @@ def _fail_unasserted_gates(item: pytest.Item, report: pytest.TestReport) -> None
     )
 
 
-def _clear_failure(exc: BaseException) -> str:
-    """The message of a plugin error that says everything, plus the user code's error it chains.
+#: Plugin errors already shown in full in this process: their key -> the test they failed first.
+_SHOWN_KEY = pytest.StashKey[dict[str, str]]()
+#: What :class:`~pytest_metatrace.embeddings.Embeddings` appends to an extraction error it
+#: raises again; the error is the same, so it is shown in full once.
+_NOT_RETRIED = " (failed earlier in this session; not retried)"
+#: Longest one-line summary of an error already shown in full.
+_SHORT_WIDTH = 200
 
-    The plugin's own frames add nothing to such a message; the chained cause
-    (e.g. the exception an encoder's forward raised) keeps its traceback.
+
+def _is_audit_refusal(item: pytest.Item, exc: BaseException) -> bool:
+    """A built-in or registered audit failed its test with a message and no traceback."""
+    return (
+        isinstance(exc, pytest.fail.Exception)
+        and not exc.pytrace
+        and item.get_closest_marker(AUDIT_MARKER) is not None
+    )
+
+
+def _clear_failure(exc: BaseException, nodeid: str, shown: dict[str, str]) -> str | None:
+    """What the report of a plugin error that says everything shows: in full once, then one line.
+
+    Session-wide errors (a dataset, encoder, cache or data refusal; pytest
+    re-raises a session fixture's error in every test that needs it) are shown
+    in full with the first test they fail, plus the user code's error they
+    chain (e.g. what an encoder's forward raised), with its traceback: the
+    plugin's own frames add nothing. Every later test gets one line that
+    names the first. Returns None where pytest's own report is kept (the
+    first showing of a ``pytest.fail`` message).
     """
     import traceback
 
-    text = f"{type(exc).__name__}: {exc}"
+    is_fail = isinstance(exc, pytest.fail.Exception)
+    message = str(exc)
+    key = message.removesuffix(_NOT_RETRIED)
+    text = message if is_fail else f"{type(exc).__name__}: {message}"
+    first = shown.get(key)
+    if first is not None and first != nodeid:
+        short = getattr(exc, "metatrace_short", None) or _headline(text.removesuffix(_NOT_RETRIED))
+        return f"{short} (the same error as in {first}, shown there in full)"
+    shown[key] = nodeid
+    if is_fail:
+        return None
     cause = exc.__cause__
-    if getattr(exc, "_metatrace_shown", False):
-        # A session-scoped fixture re-raises the same error for every test: one traceback.
-        return text + "\n(the error it was raised from is shown with the first test it failed)"
-    exc._metatrace_shown = True  # type: ignore[attr-defined]
     if cause is not None:
         chained = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
         text += "\n\nThe error it was raised from:\n" + chained.rstrip()
     return text
+
+
+def _headline(text: str) -> str:
+    """The first clause of ``text`` (to the first ``; `` or ``. ``), at most :data:`_SHORT_WIDTH`.
+
+    A longer clause is cut at its last ``: `` or ``, `` that leaves 40 characters or more.
+    """
+    line = (text.strip().splitlines() or [""])[0]
+    ends = [i for i in (line.find("; "), line.find(". ")) if i > 0]
+    clause = line[: min(ends)] if ends else line
+    if len(clause) <= _SHORT_WIDTH:
+        return clause
+    head = clause[: _SHORT_WIDTH - 3]
+    cut = max(head.rfind(": "), head.rfind(", "))
+    return head[:cut] if cut >= 40 else head.rstrip() + "..."
 
 
 class Controller:

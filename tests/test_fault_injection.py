@@ -518,7 +518,8 @@ def test_encoder_whose_forward_raises_fails_once_clearly(project: pytest.Pyteste
     assert out.count("The error it was raised from:") == 1
     assert out.count("Traceback (most recent call last)") == 1
     assert 'raise ValueError("my model has a bug")' in out
-    assert "the error it was raised from is shown with the first test it failed" in out
+    # Every later test: one line naming the first (issue 17, item 6).
+    assert f"{message} (the same error as in test_emb.py::test_one[boom-tinyset], shown " in out
     assert "base.py" not in out.split("The error it was raised from:")[0]
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "SETUPS",
     "UNIFORM_DRAW",
     "KnnInputError",
+    "check_k",
     "check_semantic_classes",
     "majority_vote",
     "resolve_device",
@@ -54,6 +55,21 @@ def check_semantic_classes(train_labels: Labels) -> None:
             "would be 1.0 and every gap 0 whatever the encoder does. The kNN semantic-"
             "influence audit needs at least two semantic classes: use a dataset with two or "
             "more class folders (or label values in the manifest)"
+        )
+
+
+def check_k(k: int, n_train: int) -> None:
+    """Refuse more voting neighbours than training images (issue 17, item 6).
+
+    Raises :class:`KnnInputError` (a ``ValueError``) naming the option and the fix;
+    the plugin shows it once per session instead of a traceback per test.
+    """
+    if not 1 <= k <= n_train:
+        raise KnnInputError(
+            f"k={k} is out of range: the database holds {n_train} training images, and a "
+            f"vote of the k nearest neighbours needs 1 <= k <= {n_train}. Lower "
+            "--metatrace-knn-k (the protocol uses 10 for ImageNet-like sets, 1 for "
+            f"iNaturalist-like sets) or use a dataset with at least {k} training images"
         )
 
 
@@ -209,8 +225,8 @@ def _normalize(
     if zero.numel():
         row = int(zero[0]) if row_ids is None else int(row_ids[int(zero[0])])
         raise ValueError(
-            f"{what}: row {row} has zero norm; cosine similarity is "
-            "undefined (was the embedding cache written completely?)"
+            f"{what}: row {row} has zero norm, so its cosine similarity is undefined; the "
+            "encoder gave an all-zero embedding for that image"
         )
     if not bool(torch.isfinite(norms).all()):
         raise ValueError(f"{what}: values too large for float32 (the norm overflows)")
@@ -296,8 +312,8 @@ def _prepare(
             )
     if n_train == 0 or n_test == 0:
         raise ValueError(f"need at least one training and one test image, got {n_train}, {n_test}")
-    if k is not None and not 1 <= k <= n_train:
-        raise ValueError(f"k={k} is out of range: the database holds {n_train} training images")
+    if k is not None:
+        check_k(k, n_train)
     tr_codes, te_codes, values = _encode_labels(train_labels, test_labels, n_train, n_test)
     database = torch.empty((len(names), n_train, dim), dtype=torch.float32, device=device)
     for j, (c, arr) in enumerate(zip(names, train_arrays, strict=True)):

@@ -24,6 +24,7 @@ import numpy as np
 from pytest_metatrace._backend import DEFAULT_RAY_TIMEOUT_S
 from pytest_metatrace._sqlite import CacheWarning
 from pytest_metatrace.data.dataset import Dataset, Split
+from pytest_metatrace.embeddings.degenerate import DegenerateEmbeddings, degeneracy, sample_rows
 from pytest_metatrace.embeddings.extract import ExtractionError, Extractor, ExtractStats
 from pytest_metatrace.embeddings.interface import open_store
 from pytest_metatrace.embeddings.store import CorruptEmbeddings, View
@@ -75,6 +76,8 @@ class Embeddings:
         self._views: dict[str, dict[str, View]] = {}
         # Dataset fingerprint -> the extraction error it ended with, in this process.
         self._failed: dict[str, str] = {}
+        # Dataset fingerprint -> None (healthy) or why its embeddings are degenerate.
+        self._degenerate: dict[str, str | None] = {}
         self.extractor: Extractor
         if ray_address is None:
             self.extractor = Extractor(
@@ -151,8 +154,11 @@ class Embeddings:
         whole standard set of 14 is extracted with it (see the module
         docstring). Rows that fail their checksum are recomputed with a
         warning naming them; an extraction that failed once in this session
-        is not retried. Build views with :meth:`view` (processing class and
-        mask ratio).
+        is not retried. Embeddings no audit can measure on (all zero,
+        constant, NaN, rank-collapsed: :mod:`~pytest_metatrace.embeddings.degenerate`)
+        raise :class:`~pytest_metatrace.embeddings.degenerate.DegenerateEmbeddings`,
+        judged once per dataset on its unmasked embeddings. Build views with :meth:`view`
+        (processing class and mask ratio).
         """
         wanted = list(dict.fromkeys(views))
         batch = list(wanted)
@@ -175,8 +181,46 @@ class Embeddings:
             self._complete.update((fingerprint, v.key) for v in todo)
             for v in todo:
                 self._views.setdefault(fingerprint, {}).setdefault(v.key, v)
+        self._check_degenerate(dataset, wanted)
         digests = [dataset.items[i].digest for i in self.split(dataset).indices(split)]
         return {v: self._read(dataset, v, digests) for v in wanted}
+
+    def _check_degenerate(self, dataset: Dataset, views: Sequence[View]) -> None:
+        """Refuse degenerate embeddings, judged once per dataset on a sample of an unmasked view.
+
+        The sample (:func:`~pytest_metatrace.embeddings.degenerate.sample_rows` over the
+        whole dataset, of the first unmasked view asked for) does not depend on the split
+        asked for, so the verdict is the same whichever audit asks first. Masked views
+        are not judged: how much of an image a mask leaves is the mask's choice, not the
+        encoder's (every audit that masks also asks for an unmasked view).
+        """
+        fingerprint = dataset.fingerprint
+        if fingerprint not in self._degenerate:
+            view = next((v for v in views if v.mask_ratio is None), None)
+            if view is None:
+                return
+            items = [dataset.items[i] for i in sample_rows(len(dataset.items))]
+            sample = self._read(dataset, view, [it.digest for it in items])
+            reason = degeneracy(sample, [it.id for it in items])
+            self._degenerate[fingerprint] = (
+                None if reason is None else self._refusal(dataset, view, reason)
+            )
+        message = self._degenerate[fingerprint]
+        if message is not None:
+            raise DegenerateEmbeddings(message)
+
+    def _refusal(self, dataset: Dataset, view: View, reason: str) -> str:
+        """The one message that stops the audits on degenerate embeddings."""
+        enc = self.encoder
+        name = repr(enc.id) + (f" ({enc.spec})" if enc.spec != enc.id else "")
+        return (
+            f"the embeddings of encoder {name} on dataset {dataset.id!r} are degenerate: "
+            f"{reason}; view {view.processing or 'unprocessed'}. No audit can measure a trace "
+            "on them (cosine similarities undefined or equal, probes at chance, gaps of 0 that "
+            "would pass their gates), so the audits stop here. Check the encoder's output: a "
+            "model built without its weights, the wrong output layer or a forward that ignores "
+            "its input gives this."
+        )
 
     def _describe(self, dataset: Dataset) -> None:
         if self.on_dataset is not None and dataset.fingerprint not in self._described:

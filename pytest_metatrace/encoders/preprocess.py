@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from pytest_metatrace.encoders.config import PreprocessCfg
+from pytest_metatrace.encoders.spec import MAX_INPUT_SIDE, MAX_RESIZE_SIDE, check_image_side
 from pytest_metatrace.processing.masking import apply_center_mask
 
 if TYPE_CHECKING:
@@ -41,9 +42,22 @@ PIL_FILTERS: dict[str, Image.Resampling] = {
 
 
 class Preprocessor:
-    """Picklable callable: PIL RGB image -> uint8 (3, H, W) tensor after resize + crop (+ mask)."""
+    """Picklable callable: PIL RGB image -> uint8 (3, H, W) tensor after resize + crop (+ mask).
+
+    Refuses (:class:`~pytest_metatrace.encoders.errors.EncoderSpecError`) a crop over
+    :data:`~pytest_metatrace.encoders.spec.MAX_INPUT_SIDE` or a resize over
+    :data:`~pytest_metatrace.encoders.spec.MAX_RESIZE_SIDE` pixels a side, whatever set
+    it (a spec option, the model's own config, a factory): before any pixel is allocated.
+    """
 
     def __init__(self, cfg: PreprocessCfg) -> None:
+        check_image_side(f"input_size {cfg.input_size}", cfg.input_size, MAX_INPUT_SIDE)
+        h, w = cfg.scale_size
+        if cfg.resize_size is not None or cfg.resize_policy == "crop-size":
+            what = f"resize_size {(h, w)}"
+        else:
+            what = f"the resize target {(h, w)} (input_size / crop_pct {cfg.crop_pct:g})"
+        check_image_side(what, (h, w), MAX_RESIZE_SIDE)
         self.cfg = cfg
 
     def __repr__(self) -> str:

@@ -51,7 +51,10 @@ from pytest_metatrace.encoders.errors import LIST_HINT, EncoderSpecError
 __all__ = [
     "FAMILIES",
     "FAMILY_ALIASES",
+    "MAX_INPUT_SIDE",
+    "MAX_RESIZE_SIDE",
     "ParsedSpec",
+    "check_image_side",
     "did_you_mean",
     "parse_spec",
     "parse_value",
@@ -75,6 +78,16 @@ FAMILY_ALIASES: dict[str, str] = {
     "transformers": "hf",
     "python": "py",
 }
+
+#: Largest side, in pixels, of the crop an encoder sees (``input_size``). Vision encoders
+#: take 224 to 1024 (SAM's ViTs 1024, EfficientNet-L2 800, DINOv2 518): 4096 leaves four
+#: times the largest, while one image at the limit already takes 48 MiB as uint8 pixels
+#: and 192 MiB as float32, per image of a batch. Beyond it a typo (``input_size=100000``:
+#: 30 GB for one image) would reach torch as an allocation, not as a message.
+MAX_INPUT_SIDE = 4096
+#: Largest side of the resize before the crop (``resize_size``, or ``input_size / crop_pct``):
+#: twice :data:`MAX_INPUT_SIDE`, room for any crop_pct down to 0.5.
+MAX_RESIZE_SIDE = 8192
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-/]*$")
 _FAMILY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
@@ -133,8 +146,21 @@ class ParsedSpec:
         return {k: parse_value(v) for k, v in self.options}
 
     def preprocess_overrides(self) -> dict[str, Any]:
-        """Options that override :class:`PreprocessCfg` fields, parsed."""
-        return {k: parse_value(v) for k, v in self.options if k in PREPROCESS_KEYS}
+        """Options that override :class:`PreprocessCfg` fields, parsed.
+
+        ``input_size`` and ``resize_size`` over :data:`MAX_INPUT_SIDE` /
+        :data:`MAX_RESIZE_SIDE` raise :class:`EncoderSpecError` (the limit and why),
+        so that the plugin refuses them at collection.
+        """
+        out = {k: parse_value(v) for k, v in self.options if k in PREPROCESS_KEYS}
+        for key, limit in (("input_size", MAX_INPUT_SIDE), ("resize_size", MAX_RESIZE_SIDE)):
+            value = out.get(key)
+            sides = value if isinstance(value, tuple) else (value,)
+            numbers = [v for v in sides if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if numbers and len(numbers) == len(sides):
+                h, w = (numbers[-2], numbers[-1]) if len(numbers) >= 2 else (numbers[0],) * 2
+                check_image_side(f"{key}={self.option_dict[key]}", (h, w), limit)
+        return out
 
     def model_options(self) -> dict[str, Any]:
         """Options that are not preprocessing overrides, parsed."""
@@ -205,6 +231,28 @@ def parse_spec(spec: str) -> ParsedSpec:
             f"@<pretrained tag> (e.g. open_clip:{target}@openai) or @/path/to/weights"
         )
     return ParsedSpec(raw=raw, family=family, target=target, weights=weights_opt, options=options)
+
+
+def check_image_side(what: str, size: tuple[float, float], limit: int) -> None:
+    """Refuse an image size (H, W) with a side over ``limit`` pixels, saying what it would cost.
+
+    ``what`` names the setting in the message (``input_size=100000``); ``limit``
+    is :data:`MAX_INPUT_SIDE` for the crop, :data:`MAX_RESIZE_SIDE` for the resize.
+    """
+    h, w = size
+    if max(h, w) <= limit:
+        return
+    pixels = 3 * float(h) * float(w)
+    raise EncoderSpecError(
+        f"{what} is over the limit of {limit} pixels a side: one {h:g} x {w:g} image takes "
+        f"{_size(pixels)} as uint8 pixels ({_size(4 * pixels)} as float32) before the model "
+        "sees it. Vision encoders take 224 to 1024 pixels (SAM's ViTs 1024, EfficientNet-L2 "
+        f"800); drop the option to use the encoder's own size, or stay within {limit}"
+    )
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.3g} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.3g} MB"
 
 
 def parse_value(text: str) -> Any:
