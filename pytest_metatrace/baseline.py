@@ -134,7 +134,9 @@ class BaselineComparison:
     low: float | None  #: lower end of the interval on the difference (None: not compared)
     high: float | None  #: upper end
     level: float  #: confidence level of that interval
-    method: str  #: ``paired bootstrap``, ``unpaired intervals`` or ``not compared``
+    #: ``paired betting`` (or ``paired clopper-pearson``): the gate interval of the paired
+    #: differences; ``unpaired intervals`` or ``not compared``
+    method: str
     n_paired: int  #: test images in the paired comparison (0 otherwise)
     tolerance: float  #: the gate fails when ``low`` exceeds it
     passed: bool  #: False when the trace grew significantly
@@ -374,9 +376,16 @@ def _ends(interval: Mapping[str, Any] | None) -> tuple[float, float] | None:
     return None if low is None or high is None else (low, high)
 
 
-def _paired(record: Record, base: Mapping[str, Any], *, seed: int) -> tuple[float, float, int]:
-    """Bootstrap interval of mean(candidate - baseline) over images matched by id."""
-    from pytest_metatrace.analysis.stats import bootstrap_mean_diff
+def _paired(
+    record: Record, base: Mapping[str, Any], *, bounds: tuple[float, float]
+) -> tuple[float, float, int, str]:
+    """Gate interval of mean(candidate - baseline) over images matched by id.
+
+    The paired differences lie within ``(lo - hi, hi - lo)`` of the scores'
+    ``bounds``; :func:`~pytest_metatrace.analysis.intervals.gate_interval` keeps
+    its error rate at every number of images (returns low, high, n, method).
+    """
+    from pytest_metatrace.analysis.intervals import IntervalError, gate_interval
 
     assert record.scores is not None
     assert record.score_ids is not None
@@ -391,8 +400,16 @@ def _paired(record: Record, base: Mapping[str, Any], *, seed: int) -> tuple[floa
             "data, seed and test fraction, or re-save the baseline"
         )
     ids = sorted(cand)
-    interval = bootstrap_mean_diff([cand[i] for i in ids], [float(ref[i]) for i in ids], seed=seed)
-    return interval.low, interval.high, len(ids)
+    span = float(bounds[1]) - float(bounds[0])
+    diffs = [float(cand[i]) - float(ref[i]) for i in ids]
+    try:
+        interval = gate_interval(diffs, bounds=(-span, span))
+    except IntervalError as exc:
+        raise BaselineError(
+            f"cannot compare {record.audit}/{record.metric} ({record.parameter}) with the "
+            f"baseline: {exc}"
+        ) from None
+    return interval.low, interval.high, len(ids), interval.method
 
 
 def compare_record(
@@ -404,10 +421,13 @@ def compare_record(
     what: str = "trace",
     seed: int = 0,
     dataset_fingerprint: str | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> BaselineComparison | None:
     """Compare ``record`` with its baseline record; None when the baseline has none.
 
-    ``dataset_fingerprint`` defaults to the record's provenance. Raises
+    ``dataset_fingerprint`` defaults to the record's provenance; ``bounds`` are
+    the per-image scores' bounds (the gate family's). ``seed`` is kept for
+    callers; the paired gate interval is deterministic. Raises
     :class:`BaselineError` when the two were measured on other data.
     """
     base = baseline.match(record)
@@ -435,13 +455,13 @@ def compare_record(
         side = "the baseline holds" if base_value is None else "this run has"
         how = f"{side} no value for it (not measurable)"
     elif record.scores and record.score_ids and base.get("scores") and base.get("score_ids"):
-        low, high, n_paired = _paired(record, base, seed=seed)
+        low, high, n_paired, how_paired = _paired(record, base, bounds=bounds)
         low, high = (
             min(low, diff),
             max(high, diff),
         )  # the value difference may differ in the last bit
-        method = "paired bootstrap"
-        how = f"95% paired-bootstrap CI over the same {n_paired} test images"
+        method = f"paired {how_paired}"
+        how = f"95% paired {how_paired} interval over the same {n_paired} test images"
     elif cand_ends is not None and base_ends is not None:
         low = cand_ends[0] - base_ends[1]
         high = cand_ends[1] - base_ends[0]
@@ -535,7 +555,12 @@ def active_baseline(config: pytest.Config) -> Baseline | None:
 
 
 def gate_against_baseline(
-    config: pytest.Config, record: Record, key: str, *, what: str
+    config: pytest.Config,
+    record: Record,
+    key: str,
+    *,
+    what: str,
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> BaselineComparison | None:
     """The Recorder's hook: compare ``record`` with the run's baseline, if one is set.
 
@@ -560,6 +585,7 @@ def gate_against_baseline(
             what=what,
             seed=settings.seed,
             dataset_fingerprint=described.get("fingerprint"),
+            bounds=bounds,
         )
     except BaselineError as exc:
         raise pytest.fail.Exception(f"--metatrace-baseline: {exc}", pytrace=False) from None

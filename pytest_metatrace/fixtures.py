@@ -290,7 +290,10 @@ class Recorder:
         self._state = state
         self.records: list[Record] = []
         self.failures: list[GateOutcome | BaselineComparison] = []
+        #: gates that had too few test images to be able to fail (neither passed nor failed)
+        self.undecided: list[GateOutcome] = []
         self._asserted = 0  #: failures[:_asserted] were reported by assert_gates
+        self._asserted_undecided = 0  #: undecided[:_asserted_undecided] likewise
         self._gated: dict[tuple[int, str], GateOutcome | None] = {}
         self._properties: dict[int, int] = {}  #: id(record) -> its user_properties index
 
@@ -298,6 +301,11 @@ class Recorder:
     def unasserted(self) -> list[GateOutcome | BaselineComparison]:
         """Failed gates that no :meth:`assert_gates` call has reported yet."""
         return self.failures[self._asserted :]
+
+    @property
+    def unasserted_undecided(self) -> list[GateOutcome]:
+        """Undecided gates that no :meth:`assert_gates` call has reported yet."""
+        return self.undecided[self._asserted_undecided :]
 
     def _attach(self, name: str, payload: dict[str, Any]) -> None:
         self._item.user_properties.append((name, json.dumps(payload, sort_keys=True)))
@@ -358,25 +366,124 @@ class Recorder:
         done = (id(record), key)
         if done in self._gated:
             return self._gated[done]
+        bounds = _gate_bounds(self._item.config, key)
+        min_n = _apply_gate_interval(record, key, bounds)
         resolved = resolve_threshold(key, self._threshold_sources())
         try:
-            record.gate = evaluate_gate(record, key, resolved, what=what)
+            record.gate = evaluate_gate(record, key, resolved, what=what, min_n=min_n)
         except ThresholdError as exc:
             raise pytest.UsageError(f"{key}: {exc}") from None
-        compared = gate_against_baseline(self._item.config, record, key, what=what)
+        compared = gate_against_baseline(self._item.config, record, key, what=what, bounds=bounds)
         self(record)
         self._gated[done] = record.gate
-        if record.gate is not None and not record.gate.passed:
+        if record.gate is not None and record.gate.status == "failed":
             self.failures.append(record.gate)
+        elif record.gate is not None and record.gate.status == "undecided":
+            self.undecided.append(record.gate)
         if compared is not None and not compared.passed:
             self.failures.append(compared)
         return record.gate
 
     def assert_gates(self) -> None:
-        """Fail the test (without a traceback) if any gate of it failed."""
+        """End the test by its gates, without a traceback.
+
+        Fails it if any gate failed; otherwise skips it if any gate was
+        undecided (too few test images for the gate to be able to fail), with
+        the number of images each needs.
+        """
         if self.failures:
             self._asserted = len(self.failures)
+            self._asserted_undecided = len(self.undecided)
             pytest.fail("\n\n".join(g.message for g in self.failures), pytrace=False)
+        if self.undecided:
+            self._asserted_undecided = len(self.undecided)
+            skip = pytest.skip.Exception(undecided_reason(self.undecided))
+            # Reported at the test, not here (what a skip marker does); the attribute is
+            # read with getattr by pytest's reports, so an older pytest just ignores it.
+            skip._use_item_location = True
+            raise skip
+
+
+def undecided_reason(gates: list[GateOutcome]) -> str:
+    """The skip reason of a test whose gates could not decide: each gate's first line."""
+    return "; ".join(g.message.split("\n", 1)[0] for g in gates)
+
+
+def _gate_bounds(config: pytest.Config, key: str) -> tuple[float, float]:
+    """The bounds of ``key``'s per-image scores, from its gate family ((0, 1) if none)."""
+    from pytest_metatrace.registry import session_registry
+
+    family = session_registry(config).gate_family(key)
+    if family is None:
+        return (0.0, 1.0)
+    return (float(family.bounds[0]), float(family.bounds[1]))
+
+
+def _apply_gate_interval(
+    record: Record, key: str, bounds: tuple[float, float]
+) -> Callable[[float], int | None] | None:
+    """Give ``record`` the gate interval of its per-image scores; return its decidability rule.
+
+    The interval the audit computed (a descriptive bootstrap) moves to
+    ``provenance["descriptive_interval"]``; ``provenance["gate_interval"]`` says
+    which method the gate used and what it guarantees. A record without
+    per-image scores keeps its own interval and gets no undecided outcome
+    (None is returned): there is nothing to count.
+    """
+    if not record.scores:
+        return None
+    from pytest_metatrace.analysis.intervals import (
+        METHOD_CLOPPER_PEARSON,
+        IntervalError,
+        gate_interval,
+        interval_provenance,
+        min_decidable_n,
+    )
+    from pytest_metatrace.analysis.stats import DEFAULT_LEVEL
+
+    level = float((record.interval or {}).get("level", DEFAULT_LEVEL))
+    try:
+        interval = gate_interval(record.scores, bounds=bounds, level=level)
+    except IntervalError as exc:
+        what = f"{record.audit}/{record.metric} ({record.parameter}) of {record.encoder}"
+        _fail(
+            f"{key}: cannot compute the gate interval of {what}: {exc} (the gate family's "
+            f"score bounds are {bounds[0]:g} to {bounds[1]:g})",
+            f"{key}: cannot compute the gate interval of {what}",
+        )
+    if record.interval is not None and record.interval.get("method") != interval.method:
+        record.provenance["descriptive_interval"] = dict(record.interval)
+    record.interval = interval.to_dict()
+    record.provenance["gate_interval"] = {
+        "method": interval.method,
+        "bounds": list(bounds),
+        "level": level,
+        "n": interval.n,
+        "guarantee": interval_provenance(interval.method, level=level),
+    }
+    binary = interval.method == METHOD_CLOPPER_PEARSON
+
+    def min_n(threshold: float) -> int | None:
+        return _min_decidable(threshold, bounds, level, binary, min_decidable_n)
+
+    return min_n
+
+
+_MIN_N_CACHE: dict[tuple[float, tuple[float, float], float, bool], int | None] = {}
+
+
+def _min_decidable(
+    threshold: float,
+    bounds: tuple[float, float],
+    level: float,
+    binary: bool,
+    compute: Callable[..., int | None],
+) -> int | None:
+    """:func:`~pytest_metatrace.analysis.intervals.min_decidable_n`, memoized per process."""
+    key = (float(threshold), bounds, level, binary)
+    if key not in _MIN_N_CACHE:
+        _MIN_N_CACHE[key] = compute(threshold, bounds=bounds, level=level, binary=binary)
+    return _MIN_N_CACHE[key]
 
 
 def _check_interval(record: Record) -> None:

@@ -14,10 +14,14 @@ use shell wildcards (``probe.*``); the most specific matching pattern of the
 highest-priority source wins (an exact key beats any wildcard).
 
 A gate fails only when the trace is *significantly* above its threshold: the
-lower end of the record's 95% confidence interval exceeds it (a one-sided
-test at 97.5%). A trace whose interval straddles the threshold passes, so a
-gate does not fail at random on a borderline encoder; the report shows the
-interval so that a person sees how close it was.
+lower end of the record's 95% gate interval
+(:func:`~pytest_metatrace.analysis.intervals.gate_interval`, valid at every
+number of test images) exceeds it, a one-sided test at 97.5%. A trace whose
+interval straddles the threshold passes, so a gate does not fail at random on
+a borderline encoder; the report shows the interval so that a person sees how
+close it was. With too few test images for any result to exceed the
+threshold the gate is *undecided*: neither passed nor failed, and its test is
+skipped with the number of images it needs.
 
 This module is imported at plugin load: stdlib only.
 """
@@ -25,7 +29,7 @@ This module is imported at plugin load: stdlib only.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pytest_metatrace._format import format_measure as _fmt
@@ -150,15 +154,25 @@ def evaluate_gate(
     resolved: tuple[ThresholdSpec, str, str] | None,
     *,
     what: str,
+    min_n: Callable[[float], int | None] | None = None,
 ) -> GateOutcome | None:
     """Compare ``record`` with its threshold; None when no threshold applies.
 
     ``what`` names the trace for the message, e.g. "JPEG compression trace".
+    ``min_n(threshold)`` gives the fewest test images at which the gate can fail
+    (None: no number can, the threshold is at or above the highest possible
+    score, so the gate passes whatever the data); with fewer than that in
+    ``record.scores`` the outcome is *undecided* ("too few test images to
+    decide"), neither passed nor failed.
     """
     if resolved is None:
         return None
     spec, source, pattern = resolved
     threshold = spec.resolve(record.chance)
+    n = len(record.scores) if record.scores is not None else None
+    need = min_n(threshold) if min_n is not None and n is not None else None
+    if n is not None and need is not None and n < need:
+        return _undecided(record, key, spec, source, pattern, threshold, what=what, n=n, need=need)
     unit = record.unit
     if record.interval is not None:
         compared_value = float(record.interval["low"])
@@ -178,12 +192,7 @@ def evaluate_gate(
     if spec.relative_to_chance:
         shown += f" (= {spec.text})"
     verdict = "is not significantly above" if passed else "is significantly above"
-    where = {
-        "command line": f"--metatrace-threshold {pattern}={spec.text}",
-        "marker": f"@pytest.mark.metatrace_threshold on the test ({pattern}={spec.text})",
-        "ini": f"ini line `{pattern} = {spec.text}` under metatrace_threshold",
-        "default": f"built-in default {pattern}={spec.text}",
-    }[source]
+    where = _where(source, pattern, spec)
     message = (
         f"{key}: the {what} of {record.encoder} on {record.dataset} {verdict} its threshold.\n"
         f"  measured {record.metric} {measured}\n"
@@ -203,4 +212,57 @@ def evaluate_gate(
         compared=compared,
         passed=passed,
         message=message,
+        min_n=need,
+    )
+
+
+def _where(source: str, pattern: str, spec: ThresholdSpec) -> str:
+    return {
+        "command line": f"--metatrace-threshold {pattern}={spec.text}",
+        "marker": f"@pytest.mark.metatrace_threshold on the test ({pattern}={spec.text})",
+        "ini": f"ini line `{pattern} = {spec.text}` under metatrace_threshold",
+        "default": f"built-in default {pattern}={spec.text}",
+    }[source]
+
+
+def _undecided(
+    record: Record,
+    key: str,
+    spec: ThresholdSpec,
+    source: str,
+    pattern: str,
+    threshold: float,
+    *,
+    what: str,
+    n: int,
+    need: int,
+) -> GateOutcome:
+    """The outcome of a gate that cannot fail at this number of test images."""
+    unit = record.unit
+    shown = _fmt(threshold, unit)
+    if spec.relative_to_chance:
+        shown += f" (= {spec.text})"
+    head = f"too few test images to decide: {n}, need at least {need}"
+    fix = (
+        f"give at least {need} test images (a larger dataset, --metatrace-test-fraction or "
+        "--metatrace-test-per-class) or a lower threshold"
+    )
+    message = (
+        f"{key}: {head}.\n"
+        f"  measured {record.metric} {_fmt(record.value, unit)} of {record.encoder} on "
+        f"{record.dataset}, the {what}\n"
+        f"  threshold {shown}, from the {_where(source, pattern, spec)}\n"
+        f"  with {n} test image(s) even a perfect score keeps the interval's lower end at or "
+        f"below the threshold, so the gate can neither fail nor vouch for the encoder; {fix}."
+    )
+    return GateOutcome(
+        key=key,
+        threshold=threshold,
+        spec=spec.text,
+        source=source,
+        compared="interval low",
+        passed=False,
+        message=message,
+        decided=False,
+        min_n=need,
     )

@@ -41,6 +41,7 @@ from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options
 from pytest_metatrace.registry import create_registry, session_registry
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
+from pytest_metatrace.results import gate_status
 from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 from pytest_metatrace.summary import audit_summary_lines, describe_record, readable_properties
@@ -286,10 +287,18 @@ def _fail_unasserted_gates(item: pytest.Item, report: pytest.TestReport) -> None
     No gate passes by mistake: forgetting ``metatrace_record.assert_gates()``
     must not turn a failed gate into a green CI job.
     """
-    from pytest_metatrace.fixtures import Recorder
+    from pytest_metatrace.fixtures import Recorder, undecided_reason
 
     recorder = getattr(item, "funcargs", {}).get("metatrace_record")
-    if not isinstance(recorder, Recorder) or not recorder.unasserted:
+    if not isinstance(recorder, Recorder):
+        return
+    if not recorder.unasserted:
+        if recorder.unasserted_undecided:
+            # Neither passed nor failed: skipped, with the number of images each gate needs.
+            path, lineno, _ = item.location
+            report.outcome = "skipped"
+            reason = undecided_reason(recorder.unasserted_undecided)
+            report.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: {reason}")
         return
     report.outcome = "failed"
     report.longrepr = (
@@ -466,10 +475,12 @@ class Controller:
         tr = terminalreporter
         tr.write_sep("-", "metatrace")
         gated = [r for r in state.records if r.get("gate")]
-        failed = [r for r in gated if not r["gate"]["passed"]]
+        failed = [r for r in gated if gate_status(r["gate"]) == "failed"]
+        undecided = [r for r in gated if gate_status(r["gate"]) == "undecided"]
         tr.write_line(
             f"metatrace: {len(state.records)} records, {len(gated)} gated, "
             f"{len(failed)} gate(s) failed"
+            + (f", {len(undecided)} undecided (too few test images)" if undecided else "")
         )
         for rec in failed:
             gate = rec["gate"]

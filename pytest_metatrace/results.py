@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "GateOutcome", "Record", "jsonable"]
+__all__ = ["SCHEMA_VERSION", "GateOutcome", "Record", "gate_status", "jsonable"]
 
 #: Version of the JSON layout written by ``--metatrace-json``.
 SCHEMA_VERSION = 1
@@ -29,8 +29,18 @@ class GateOutcome:
     spec: str  #: the threshold as written, e.g. ``chance+0.4``
     source: str  #: where it came from: ``default``, ``ini``, ``command line`` or ``marker``
     compared: str  #: which statistic was compared (``interval low`` or ``value``)
-    passed: bool  #: True when the trace is not significantly above the threshold
+    passed: bool  #: True when the gate decided and the trace is not significantly above
     message: str  #: one-paragraph explanation, used as the assertion message
+    #: False when too few test images were given for the gate to be able to fail at all
+    #: (``passed`` is then False too, and the outcome is "undecided", not a failure)
+    decided: bool = True
+    #: the fewest test images at which this gate can fail (None: not computed or never)
+    min_n: int | None = None
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"undecided"``."""
+        return gate_status(asdict(self))
 
 
 @dataclass
@@ -69,6 +79,19 @@ class Record:
     def to_json(self) -> str:
         """Compact JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(), sort_keys=True, allow_nan=False)
+
+
+def gate_status(gate: Any) -> str:
+    """``"passed"``, ``"failed"`` or ``"undecided"`` of a gate outcome or its JSON dict.
+
+    A gate dict written before the undecided outcome existed has no ``decided``
+    key and is decided.
+    """
+    if not isinstance(gate, dict):
+        gate = asdict(gate)
+    if gate.get("decided", True) is False:
+        return "undecided"
+    return "passed" if gate.get("passed") else "failed"
 
 
 def jsonable(obj: Any) -> Any:

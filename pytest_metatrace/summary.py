@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_metatrace._format import format_measure as _fmt
-from pytest_metatrace.results import Record
+from pytest_metatrace.results import Record, gate_status
 
 __all__ = [
     "JUNIT_HIDDEN",
@@ -46,10 +46,12 @@ def describe_record(rec: Mapping[str, Any]) -> str:
         text += f", chance {_fmt(rec['chance'], unit)}"
     gate = rec.get("gate")
     if gate:
-        text += (
-            f"; gate {gate['key']} {'passed' if gate['passed'] else 'FAILED'} "
-            f"(threshold {_fmt(gate['threshold'], unit)})"
-        )
+        status = gate_status(gate)
+        shown = {"passed": "passed", "failed": "FAILED", "undecided": "UNDECIDED"}[status]
+        text += f"; gate {gate['key']} {shown} (threshold {_fmt(gate['threshold'], unit)}"
+        if status == "undecided":
+            text += f", too few test images: need at least {gate.get('min_n') or 'more'}"
+        text += ")"
     base = rec.get("baseline")
     if base:
         change = _fmt(base["difference"], unit, signed=True)
@@ -84,7 +86,8 @@ def audit_summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for audit, recs in by_audit.items():
         gated = [r for r in recs if r.get("gate")]
-        failed = [r for r in gated if not r["gate"]["passed"]]
+        failed = [r for r in gated if gate_status(r["gate"]) == "failed"]
+        undecided = [r for r in gated if gate_status(r["gate"]) == "undecided"]
         compared = [r for r in recs if r.get("baseline")]
         grew = [r for r in compared if not r["baseline"]["passed"]]
         encoders = sorted({str(r.get("encoder")) for r in recs})
@@ -92,6 +95,8 @@ def audit_summary_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
             f"metatrace: {audit}: {len(recs)} records over {len(encoders)} encoder(s), "
             f"{len(gated)} gated, {len(failed)} above threshold"
         )
+        if undecided:
+            line += f", {len(undecided)} undecided (too few test images)"
         if compared:
             line += f", {len(compared)} vs baseline, {len(grew)} grew significantly"
         lines.append(line)

@@ -11,7 +11,7 @@ import pytest
 from baseline_helpers import GAIN_CONFTEST
 from plugin_helpers import FAST, copy_audits, make_tiny_dataset, preimport
 
-from pytest_metatrace.analysis.stats import bootstrap_mean_diff
+from pytest_metatrace.analysis.intervals import gate_interval
 from pytest_metatrace.baseline import (
     PROTOCOL_VERSION,
     Baseline,
@@ -68,21 +68,30 @@ def test_a_known_shift_fails_with_the_paired_interval():
     # the candidate's images are listed in another order: pairing is by id, not position
     order = rng.permutation(200)
     cand_rec = _record("new", cand[order], ids=[IDS[i] for i in order])
-    out = compare_record(cand_rec, "drift.jpeg75_420", _baseline(_record("old", base)), what="JPEG")
+    out = compare_record(
+        cand_rec,
+        "drift.jpeg75_420",
+        _baseline(_record("old", base)),
+        what="JPEG",
+        bounds=(0.0, 2.0),  # drift's score bounds: cosine distances
+    )
     assert out is not None
-    expected = bootstrap_mean_diff(cand, base)  # same images, sorted ids = original order
-    assert out.method == "paired bootstrap" and out.n_paired == 200
+    # same images, sorted ids = original order; differences of distances lie in (-2, 2)
+    expected = gate_interval(cand - base, bounds=(-2.0, 2.0))
+    assert expected.method == "betting"
+    assert out.method == "paired betting" and out.n_paired == 200
     assert out.difference == pytest.approx(float(cand.mean() - base.mean()), abs=1e-12)
     assert out.low == pytest.approx(expected.low, abs=1e-12)
     assert out.high == pytest.approx(expected.high, abs=1e-12)
-    assert 0.045 < out.low < 0.05 < out.high < 0.055
+    # valid for any differences within (-2, 2): wider than a bootstrap, still above zero
+    assert 0.0 < out.low < 0.05 < out.high < 0.1
     assert not out.passed
     assert "drift.jpeg75_420: the JPEG of new on set (processing_drift mean_cosine_distance)" in (
         out.message
     )
     assert "grew significantly against the baseline old (base.json)" in out.message
     assert f"change +{out.difference:.4g}" in out.message
-    assert "paired-bootstrap CI over the same 200 test images" in out.message
+    assert "95% paired betting interval over the same 200 test images" in out.message
 
 
 def test_noise_without_a_shift_passes_and_a_tolerance_absorbs_a_shift():
@@ -165,7 +174,9 @@ def test_tolerances_parse_and_reject_chance():
 @pytest.fixture
 def gain_project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(GAIN_CONFTEST)
-    make_tiny_dataset(pytester.path / "tinyset")
+    # 96 images: a valid interval for differences in (-2, 2) needs about that many to
+    # tell tiny_strong's drift change (+0.2) from none
+    make_tiny_dataset(pytester.path / "tinyset", per_class=32)
     copy_audits(pytester.path, ("test_processing_drift.py",))
     return pytester
 
@@ -192,7 +203,7 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
     base = json.loads((pytester.path / "base.json").read_text())
     assert base["baseline"]["protocol_version"] == PROTOCOL_VERSION
     rec = next(r for r in base["records"] if r["parameter"] == "jpeg75_420")
-    assert len(rec["scores"]) == len(rec["score_ids"]) == 24
+    assert len(rec["scores"]) == len(rec["score_ids"]) == 96
     assert rec["value"] == pytest.approx(float(np.mean(rec["scores"])))
 
     # the same encoder under another id: difference exactly 0, passes
@@ -203,7 +214,8 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
     assert any(c["topic"] == "Baseline comparison" for c in same_doc["choices"])
     for r in same_doc["records"]:
         assert r["baseline"]["difference"] == 0.0 and r["baseline"]["passed"]
-        assert r["baseline"]["low"] == r["baseline"]["high"] == 0.0
+        # identical scores: the interval of a zero change straddles zero
+        assert r["baseline"]["low"] < 0.0 < r["baseline"]["high"]
 
     # a stronger trace fails, naming audit, change and interval
     strong = _run(
@@ -227,7 +239,7 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
         "drift.jpeg75_420: the jpeg75_420 drift of tiny_strong on tinyset (processing_drift "
         "mean_cosine_distance) grew significantly against the baseline tiny" in out
     )
-    assert f"change +{diff:.4g} (95% paired-bootstrap CI over the same 24 test images" in out
+    assert f"change +{diff:.4g} (95% paired betting interval over the same 96 test images" in out
     assert "Traceback" not in out
     strong.stdout.fnmatch_lines(["*GREW drift.jpeg75_420 [[]tiny_strong / tinyset[]]*"])
     # JUnit: one readable property per record, no JSON carriers

@@ -563,9 +563,10 @@ def test_good_baseline_numbers_and_a_null_value_compare_as_before(tmp_path: Path
     from pytest_metatrace.baseline import compare_record, load_baseline
 
     good = load_baseline(_baseline_file(tmp_path / "good.json"))
-    grown = compare_record(_drift_record("new", shift=0.05), "drift.jpeg75_420", good)
-    assert grown is not None and not grown.passed and grown.method == "paired bootstrap"
-    assert grown.difference == pytest.approx(0.05, abs=1e-12)
+    # a shift of 0.3 on 40 images: the paired gate interval over (-1, 1) excludes zero
+    grown = compare_record(_drift_record("new", shift=0.3), "drift.jpeg75_420", good)
+    assert grown is not None and not grown.passed and grown.method == "paired betting"
+    assert grown.difference == pytest.approx(0.3, abs=1e-12)
     # A null (not measurable when saved) is "not compared", and says so; it never crashes.
     unmeasured = load_baseline(_baseline_file(tmp_path / "null.json", _set("value", None)))
     out = compare_record(_drift_record("new", shift=0.05), "drift.jpeg75_420", unmeasured)

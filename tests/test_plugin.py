@@ -227,12 +227,15 @@ def test_xdist_two_workers_give_identical_numbers(tiny_project):
 def test_gate_failure_message_and_threshold_sources(tiny_project):
     pytester = tiny_project
     copy_audits(pytester.path, ("test_processing_drift.py",))
+    # tiny's drift is about 0.005 of the (0, 2) range of cosine distances: a valid
+    # interval puts its lower end above 0 with about 100 images, not with 24
+    make_tiny_dataset(pytester.path / "tiny96", per_class=32)
     pytester.makeini("[pytest]\nmetatrace_threshold =\n    drift.* = 0.0\n")
-    base = (*FAST, "--metatrace-data=tinyset", "audits", "-k", "jpeg75_420 or sharpen4")
+    base = (*FAST, "--metatrace-data=tiny96", "audits", "-k", "jpeg75_420 or sharpen4")
     result = pytester.runpytest(*base)
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
-    assert "drift.jpeg75_420: the jpeg75_420 drift of tiny on tinyset is significantly above" in out
+    assert "drift.jpeg75_420: the jpeg75_420 drift of tiny on tiny96 is significantly above" in out
     assert "95% CI" in out and "threshold 0" in out
     assert "ini line `drift.* = 0.0`" in out
     assert "--metatrace-threshold drift.jpeg75_420=VALUE" in out

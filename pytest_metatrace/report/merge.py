@@ -48,7 +48,12 @@ def _run_counts(label: str, doc: Mapping[str, Any], rename: Any) -> dict[str, An
         "records": len(records),
         "gated": len(gates),
         "gates_failed": sum(
-            1 for g in gates if isinstance(g, Mapping) and g.get("passed") is False
+            1
+            for g in gates
+            if isinstance(g, Mapping) and g.get("passed") is False and g.get("decided") is not False
+        ),
+        "gates_undecided": sum(
+            1 for g in gates if isinstance(g, Mapping) and g.get("decided") is False
         ),
         "regressions": sum(1 for b in bases if isinstance(b, Mapping) and b.get("passed") is False),
         "outcomes": {str(k): v for k, v in outcomes.items()},

@@ -68,6 +68,8 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 def _status(gate: dict[str, Any] | None) -> str | None:
     if gate is None:
         return None
+    if gate.get("decided") is False:
+        return "undecided"  # too few test images for the gate to be able to fail
     passed = gate.get("passed")
     # Only real booleans count: a hand-edited "false" string must not read as a pass.
     return "pass" if passed is True else "fail" if passed is False else "unknown"
@@ -79,7 +81,7 @@ def normalize_record(raw: Any, index: int) -> dict[str, Any] | None:
     Adds ``index`` (position in the document), ``anchor`` (its HTML id in the
     records table), ``label`` and ``display`` (formatted ``value``,
     ``interval``, ``chance``, ``threshold`` and the gate ``status``:
-    ``pass``, ``fail``, ``unknown`` or ``None`` when not gated).
+    ``pass``, ``fail``, ``undecided``, ``unknown`` or ``None`` when not gated).
     """
     if not isinstance(raw, Mapping):
         return None
@@ -291,7 +293,8 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
             (k, format_count(v) if as_float(v) is not None else display_scalar(v))
             for k, v in outcomes.items()
         ],
-        "gates": {s: statuses.count(s) for s in ("pass", "fail", "unknown")},
+        "gates": {s: statuses.count(s) for s in ("pass", "fail", "undecided", "unknown")},
+        "undecided": [r for r in records if r["display"]["status"] == "undecided"],
         "failing": [r for r in records if r["display"]["status"] == "fail"],
         "failed_tests": failed_tests,
         "info": [
