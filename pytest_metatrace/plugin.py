@@ -40,8 +40,8 @@ from pytest_metatrace.gate_keys import (
 from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options
 from pytest_metatrace.registry import create_registry, session_registry
-from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.results import gate_status
+from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 from pytest_metatrace.summary import audit_summary_lines, describe_record, readable_properties

@@ -412,3 +412,66 @@ def test_a_failed_gate_fails_its_test_even_without_assert_gates(
     doc = json.loads((pytester.path / "r.json").read_text())
     assert sorted(r["dataset"] for r in doc["records"]) == ["d", "d2", "d3"]
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+SMALL_AUDIT = """
+import pytest
+from pytest_metatrace import Record
+
+pytestmark = pytest.mark.metatrace_gates("mine.m")
+
+def _record(dataset, n):
+    scores = [1.0] * n
+    return Record(audit="mine", encoder="e", dataset=dataset, metric="m", value=1.0,
+                  scores=scores, score_ids=[f"img{i}" for i in range(n)])
+
+def test_few_asserted(metatrace_record):
+    metatrace_record.gate(_record("few", 3), "mine.m", what="my trace")
+    metatrace_record.assert_gates()
+
+def test_few_not_asserted(metatrace_record):
+    metatrace_record.gate(_record("few2", 3), "mine.m", what="my trace")
+
+def test_enough(metatrace_record):
+    metatrace_record.gate(_record("many", 40), "mine.m", what="my trace")
+    metatrace_record.assert_gates()
+"""
+
+
+def test_too_few_test_images_skip_as_undecided_and_never_pass(pytester: pytest.Pytester) -> None:
+    """3 perfect scores cannot put a 95% interval's low end above 0.9: undecided, not passed."""
+    pytester.makepyfile(test_small=SMALL_AUDIT)
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        "--metatrace-threshold",
+        "mine.m=0.9",
+        "--metatrace-json=r.json",
+    )
+    result.assert_outcomes(failed=1, skipped=2)
+    out = result.stdout.str()
+    assert out.count("mine.m: too few test images to decide: 3, need at least") == 2, out
+    assert "1 gate(s) failed, 2 undecided (too few test images)" in out
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    import json
+
+    doc = json.loads((pytester.path / "r.json").read_text())
+    gates = {r["dataset"]: r["gate"] for r in doc["records"]}
+    assert gates["few"]["decided"] is False and gates["few"]["passed"] is False
+    assert gates["few2"]["decided"] is False
+    need = gates["few"]["min_n"]
+    assert 3 < need <= 40
+    assert gates["many"]["decided"] is True and gates["many"]["passed"] is False
+    html = (pytester.path / "reports" / "metatrace.html").read_text()
+    assert "undecided" in html
+
+
+def test_undecided_alone_exits_zero_but_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_small=SMALL_AUDIT)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "mine.m=0.9", "-k", "few"
+    )
+    result.assert_outcomes(skipped=2)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*2 undecided (too few test images)*"])

@@ -116,3 +116,36 @@ def test_failure_message_names_measurement_interval_threshold_and_the_fix():
 
 def test_no_threshold_no_gate():
     assert evaluate_gate(rec(), "drift.x", None, what="t") is None
+
+
+def _need(n_min):
+    return lambda threshold: n_min
+
+
+def test_too_few_test_images_is_undecided_neither_passed_nor_failed():
+    resolved = (parse_threshold("0.6"), "default", "probe.jpeg")
+    record = rec(1.0, 0.3, 1.0)
+    record.scores = [1.0, 1.0, 1.0]
+    out = evaluate_gate(record, "probe.jpeg", resolved, what="JPEG trace", min_n=_need(9))
+    assert out is not None
+    assert (out.decided, out.passed, out.status, out.min_n) == (False, False, "undecided", 9)
+    assert "too few test images to decide: 3, need at least 9" in out.message
+    # as many as needed decides it, on the interval as usual
+    record.scores = [1.0] * 9
+    record.interval = {"low": 0.7, "high": 1.0, "level": 0.95}
+    out = evaluate_gate(record, "probe.jpeg", resolved, what="JPEG trace", min_n=_need(9))
+    assert out is not None and out.decided and not out.passed and out.status == "failed"
+
+
+def test_a_threshold_no_score_can_exceed_decides_at_any_size():
+    resolved = (parse_threshold("1.0"), "default", "probe.jpeg")
+    record = rec(1.0, 0.3, 1.0)
+    record.scores = [1.0]
+    out = evaluate_gate(record, "probe.jpeg", resolved, what="t", min_n=_need(None))
+    assert out is not None and out.decided and out.passed and out.status == "passed"
+
+
+def test_records_without_per_image_scores_are_never_undecided():
+    resolved = (parse_threshold("0.6"), "default", "probe.jpeg")
+    out = evaluate_gate(rec(0.7, 0.61, 0.8), "probe.jpeg", resolved, what="t", min_n=_need(99))
+    assert out is not None and out.decided and not out.passed
