@@ -363,12 +363,15 @@ class Recorder:
             record.gate = evaluate_gate(record, key, resolved, what=what)
         except ThresholdError as exc:
             raise pytest.UsageError(f"{key}: {exc}") from None
+        if record.gate is not None and get_settings(self._item.config).gate == "baseline":
+            record.gate.gating = False  # measured and reported, not gating
+            record.gate.message += "\n  (reported, not gating: --metatrace-gate=baseline)"
         compared = gate_against_baseline(self._item.config, record, key, what=what)
         self(record)
         self._gated[done] = record.gate
-        if record.gate is not None and not record.gate.passed:
+        if record.gate is not None and not record.gate.passed and record.gate.gating:
             self.failures.append(record.gate)
-        if compared is not None and not compared.passed:
+        if compared is not None and not compared.passed and compared.gating:
             self.failures.append(compared)
         return record.gate
 

@@ -31,6 +31,8 @@ class GateOutcome:
     compared: str  #: which statistic was compared (``interval low`` or ``value``)
     passed: bool  #: True when the trace is not significantly above the threshold
     message: str  #: one-paragraph explanation, used as the assertion message
+    #: False when ``--metatrace-gate=baseline`` makes this check reported, not gating
+    gating: bool = True
 
 
 @dataclass
