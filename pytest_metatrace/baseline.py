@@ -36,17 +36,19 @@ import fnmatch
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_metatrace._files import TextFileError, atomic_write_text, read_text_file
+from pytest_metatrace._format import format_apart
 from pytest_metatrace._format import format_measure as _fmt
 from pytest_metatrace.gating import ThresholdError, parse_threshold
 from pytest_metatrace.results import Record, jsonable
 from pytest_metatrace.settings import protocol_option_names
+from pytest_metatrace.spec import GateFamily
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -63,6 +65,7 @@ __all__ = [
     "gate_against_baseline",
     "load_baseline",
     "parse_tolerances",
+    "resolve_tolerance",
     "save_baseline",
     "save_session_baseline",
     "saved_baseline_path",
@@ -141,6 +144,9 @@ class BaselineComparison:
     tolerance: float  #: the gate fails when ``low`` exceeds it
     passed: bool  #: False when the trace grew significantly
     message: str  #: one-paragraph explanation, used as the assertion message
+    #: False when ``--metatrace-gate=thresholds`` makes this check reported, not gating
+    gating: bool = True
+    tolerance_source: str = ""  #: where the tolerance came from (an option, a family default)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``Record.baseline``)."""
@@ -343,15 +349,38 @@ def parse_tolerances(lines: Sequence[str]) -> list[tuple[str, float]]:
     return out
 
 
-def _tolerance(key: str, tolerances: Sequence[tuple[str, float]]) -> float:
+def resolve_tolerance(
+    key: str, tolerances: Sequence[tuple[str, float]], families: Sequence[GateFamily]
+) -> tuple[float, str]:
+    """``(tolerance, where it came from)`` of ``key``: the user's, else its gate family's.
+
+    A ``--metatrace-baseline-tolerance`` item that matches ``key`` wins (an
+    exact key over a pattern, a later item over an earlier one); otherwise the
+    most specific gate family whose pattern matches gives its default
+    (:attr:`~pytest_metatrace.spec.GateFamily.tolerance`); a key of no family gets 0.
+    """
     hits = [(p, v) for p, v in tolerances if fnmatch.fnmatchcase(key, p)]
-    if not hits:
-        return 0.0
-    exact = [v for p, v in hits if p == key]
-    return exact[-1] if exact else hits[-1][1]
+    if hits:
+        exact = [(p, v) for p, v in hits if p == key]
+        pattern, value = exact[-1] if exact else hits[-1]
+        return value, f"--metatrace-baseline-tolerance {pattern}={value:g}"
+    matching = [f for f in families if fnmatch.fnmatchcase(key, f.pattern)]
+    if not matching:
+        return 0.0, "no gate family declares this key: tolerance 0"
+    family = max(matching, key=lambda f: len(f.pattern) - sum(map(f.pattern.count, "*?[")))
+    why = f": {family.tolerance_reason}" if family.tolerance_reason else ""
+    return family.tolerance, f"built-in default for {family.pattern}{why}"
 
 
 # --------------------------------------------------------------------------- comparing
+
+
+def _digits_of(text: str, unit: str) -> int | None:
+    """The digits :func:`format_apart` chose (decimals of a fraction), to print alike."""
+    if unit != "fraction":
+        return None
+    number = text.split()[0].rstrip("%")
+    return len(number.split(".", 1)[1]) if "." in number else 0
 
 
 def _fmt_interval(interval: Mapping[str, Any] | None, unit: str) -> str:
@@ -418,6 +447,7 @@ def compare_record(
     baseline: Baseline,
     *,
     tolerance: float = 0.0,
+    tolerance_source: str = "",
     what: str = "trace",
     seed: int = 0,
     dataset_fingerprint: str | None = None,
@@ -473,6 +503,11 @@ def compare_record(
         how = "no interval on either side: not compared, a raw difference would flake"
     passed = low is None or not low > tolerance
     base_enc = str(base.get("encoder"))
+    # the lower end and the tolerance get the digits that show which is larger
+    low_text, tol_text = format_apart(
+        math.nan if low is None else low, tolerance, unit, signed=True, bound_signed=True
+    )
+    digits = _digits_of(tol_text, unit)
     if low is None or high is None:
         verdict, change = (
             "was not compared with",
@@ -485,9 +520,10 @@ def compare_record(
             else ("shrank against" if high < 0 else "did not grow significantly against")
         )
         change = (
-            f"{_fmt(diff, unit, signed=True)} ({how}: "
-            f"{_fmt(low, unit, signed=True)} to {_fmt(high, unit, signed=True)})"
+            f"{_fmt(diff, unit, signed=True, digits=digits)} ({how}: "
+            f"{low_text} to {_fmt(high, unit, signed=True, digits=digits)})"
         )
+    source = f" ({tolerance_source})" if tolerance_source else ""
     message = (
         f"{key}: the {what} of {record.encoder} on {record.dataset} ({record.audit} "
         f"{record.metric}) {verdict} the baseline {base_enc} ({baseline.path}).\n"
@@ -495,7 +531,7 @@ def compare_record(
         f"  now {_fmt(record.value, unit)} ({_fmt_interval(record.interval, unit)}), "
         f"baseline {_fmt(base_value, unit)} ({_fmt_interval(base.get('interval'), unit)})\n"
         f"  the gate fails only when the interval's lower end exceeds the tolerance "
-        f"{_fmt(tolerance, unit)}; change it with --metatrace-baseline-tolerance {key}=VALUE, "
+        f"{tol_text}{source}; change it with --metatrace-baseline-tolerance {key}=VALUE, "
         "or adopt this encoder as the new baseline with --metatrace-save-baseline=PATH."
     )
     return BaselineComparison(
@@ -514,6 +550,7 @@ def compare_record(
         tolerance=tolerance,
         passed=passed,
         message=message,
+        tolerance_source=tolerance_source,
     )
 
 
@@ -573,8 +610,12 @@ def gate_against_baseline(
     baseline = active_baseline(config)
     if baseline is None:
         return None
+    from pytest_metatrace.registry import session_registry
+
     settings = get_settings(config)
-    tolerance = _tolerance(key, parse_tolerances(settings.baseline_tolerance))
+    tolerance, tolerance_source = resolve_tolerance(
+        key, parse_tolerances(settings.baseline_tolerance), session_registry(config).gates()
+    )
     described = config.stash[STATE_KEY].datasets.get(record.dataset) or {}
     try:
         comparison = compare_record(
@@ -582,6 +623,7 @@ def gate_against_baseline(
             key,
             baseline,
             tolerance=tolerance,
+            tolerance_source=tolerance_source,
             what=what,
             seed=settings.seed,
             dataset_fingerprint=described.get("fingerprint"),
@@ -590,6 +632,13 @@ def gate_against_baseline(
     except BaselineError as exc:
         raise pytest.fail.Exception(f"--metatrace-baseline: {exc}", pytrace=False) from None
     if comparison is not None:
+        if settings.gate == "thresholds":  # measured and reported, not gating
+            comparison = replace(
+                comparison,
+                gating=False,
+                message=comparison.message
+                + "\n  (reported, not gating: --metatrace-gate=thresholds)",
+            )
         record.baseline = comparison.to_dict()
     return comparison
 

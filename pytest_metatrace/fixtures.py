@@ -373,14 +373,17 @@ class Recorder:
             record.gate = evaluate_gate(record, key, resolved, what=what, min_n=min_n)
         except ThresholdError as exc:
             raise pytest.UsageError(f"{key}: {exc}") from None
+        if record.gate is not None and get_settings(self._item.config).gate == "baseline":
+            record.gate.gating = False  # measured and reported, not gating
+            record.gate.message += "\n  (reported, not gating: --metatrace-gate=baseline)"
         compared = gate_against_baseline(self._item.config, record, key, what=what, bounds=bounds)
         self(record)
         self._gated[done] = record.gate
-        if record.gate is not None and record.gate.status == "failed":
+        if record.gate is not None and record.gate.status == "failed" and record.gate.gating:
             self.failures.append(record.gate)
-        elif record.gate is not None and record.gate.status == "undecided":
+        elif record.gate is not None and record.gate.status == "undecided" and record.gate.gating:
             self.undecided.append(record.gate)
-        if compared is not None and not compared.passed:
+        if compared is not None and not compared.passed and compared.gating:
             self.failures.append(compared)
         return record.gate
 

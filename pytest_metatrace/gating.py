@@ -32,6 +32,7 @@ import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pytest_metatrace._format import format_apart
 from pytest_metatrace._format import format_measure as _fmt
 from pytest_metatrace.results import GateOutcome, Record
 
@@ -188,7 +189,8 @@ def evaluate_gate(
         measured += f", chance {_fmt(record.chance, unit)}"
     measured += ")"
     passed = not compared_value > threshold
-    shown = _fmt(threshold, unit)
+    # enough digits that the printed comparison reads as the verdict does
+    compared_text, shown = format_apart(compared_value, threshold, unit)
     if spec.relative_to_chance:
         shown += f" (= {spec.text})"
     verdict = "is not significantly above" if passed else "is significantly above"
@@ -198,7 +200,7 @@ def evaluate_gate(
         f"  measured {record.metric} {measured}\n"
         f"  threshold {shown}, from the {where}\n"
         f"  the gate fails only when the {'interval lower end' if record.interval else 'value'} "
-        f"({_fmt(compared_value, unit)}) exceeds the threshold.\n"
+        f"({compared_text}) exceeds the threshold.\n"
         f"  To change it: --metatrace-threshold {key}=VALUE on the command line, a line "
         f"`{key} = VALUE` under `metatrace_threshold` in your ini file, or "
         f'@pytest.mark.metatrace_threshold({{"{key}": VALUE}}) on the test '

@@ -40,11 +40,10 @@ from pytest_metatrace.gate_keys import (
 from pytest_metatrace.ids import dataset_ids, encoder_ids, unique_specs
 from pytest_metatrace.options import add_options
 from pytest_metatrace.registry import create_registry, session_registry
-from pytest_metatrace.results import gate_status
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
-from pytest_metatrace.summary import audit_summary_lines, describe_record, readable_properties
+from pytest_metatrace.summary import audit_summary_lines, failure_lines, readable_properties
 
 SESSION_KEY = pytest.StashKey[MetatraceSession]()
 _FIXTURES = (
@@ -474,36 +473,10 @@ class Controller:
             return
         tr = terminalreporter
         tr.write_sep("-", "metatrace")
-        gated = [r for r in state.records if r.get("gate")]
-        failed = [r for r in gated if gate_status(r["gate"]) == "failed"]
-        undecided = [r for r in gated if gate_status(r["gate"]) == "undecided"]
-        tr.write_line(
-            f"metatrace: {len(state.records)} records, {len(gated)} gated, "
-            f"{len(failed)} gate(s) failed"
-            + (f", {len(undecided)} undecided (too few test images)" if undecided else "")
-        )
-        for rec in failed:
-            gate = rec["gate"]
-            tr.write_line(
-                f"  FAILED {gate['key']} [{rec['encoder']} / {rec['dataset']}]: "
-                f"{rec['metric']} {rec['value']:.4g}"
-                + (
-                    f" (interval low {rec['interval']['low']:.4g})"
-                    if gate.get("compared") == "interval low" and rec.get("interval")
-                    else ""
-                )
-                + f" > threshold {gate['threshold']:.4g}",
-                red=True,
-            )
+        for line in failure_lines(state.records, get_settings(config).gate):
+            tr.write_line(line, red=line.startswith("  FAILED") or line.startswith("  GREW"))
         for line in audit_summary_lines(state.records):
             tr.write_line(line)
-        for rec in state.records:
-            if rec.get("baseline") and not rec["baseline"]["passed"]:
-                tr.write_line(
-                    f"  GREW {rec['baseline']['key']} [{rec['encoder']} / {rec['dataset']}]: "
-                    + describe_record(rec),
-                    red=True,
-                )
         ex = state.extract
         tr.write_line(
             f"metatrace: embeddings computed {ex.computed}, reused from cache {ex.reused} "

@@ -31,6 +31,8 @@ class GateOutcome:
     compared: str  #: which statistic was compared (``interval low`` or ``value``)
     passed: bool  #: True when the gate decided and the trace is not significantly above
     message: str  #: one-paragraph explanation, used as the assertion message
+    #: False when ``--metatrace-gate=baseline`` makes this check reported, not gating
+    gating: bool = True
     #: False when too few test images were given for the gate to be able to fail at all
     #: (``passed`` is then False too, and the outcome is "undecided", not a failure)
     decided: bool = True

@@ -200,6 +200,21 @@ class Settings:
         multiple=True,
         metavar="[KEY=]VALUE",
     )
+    gate: str = option(
+        "both",
+        "which checks fail a test: thresholds, baseline (a trace that grew significantly "
+        "against --metatrace-baseline) or both; the other is still measured and reported "
+        "(reported, not gating)",
+        choices=("thresholds", "baseline", "both"),
+        metavar="MODE",
+    )
+    markdown: str | None = option(
+        None,
+        "also write a GitHub-flavoured Markdown summary (failing gates first, then a table per "
+        "audit) to this file (relative to the current directory); it is appended to "
+        "$GITHUB_STEP_SUMMARY as well when that variable is set",
+        metavar="PATH",
+    )
     probe_mode: str = option(
         "protocol",
         "linear-probe trainer: protocol (SGD, 30-trial search, 100 epochs) or lbfgs (faster, "

@@ -106,6 +106,10 @@ class GateFamily:
     reason: str = ""  #: why this default (README "Thresholds" and the report)
     #: the score's bounds for the gate interval (``gate_interval(bounds=...)``)
     bounds: tuple[float, float] = (0.0, 1.0)
+    #: growth against a baseline too small to matter, in the record's unit: the baseline
+    #: comparison fails only above it unless ``--metatrace-baseline-tolerance`` sets one
+    tolerance: float = 0.0
+    tolerance_reason: str = ""  #: why this tolerance (README "Gating")
 
 
 @dataclass(frozen=True)

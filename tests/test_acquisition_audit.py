@@ -76,7 +76,7 @@ def test_exif_folder_audit_end_to_end(exif_project):
     result.assert_outcomes(passed=5, failed=1, skipped=13)
     out = result.stdout.str()
     assert "probe.exposure: too few test images to decide: 8, need at least" in out
-    assert "1 gate(s) failed, 1 undecided (too few test images)" in out
+    assert "1 gate(s) failed (1 above threshold, 0 grew against the baseline), 1 undecided" in out
     assert "probe.smartphone: the smartphone trace (masked 0.5) of tiny on photos" in out
     assert "make: its classes split these images exactly as 'smartphone' does" in out
     assert "iso: no image has a value for it" in out

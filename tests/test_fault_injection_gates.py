@@ -452,7 +452,7 @@ def test_too_few_test_images_skip_as_undecided_and_never_pass(pytester: pytest.P
     result.assert_outcomes(failed=1, skipped=2)
     out = result.stdout.str()
     assert out.count("mine.m: too few test images to decide: 3, need at least") == 2, out
-    assert "1 gate(s) failed, 2 undecided (too few test images)" in out
+    assert "1 gate(s) failed (1 above threshold, 0 grew against the baseline), 2 undecided" in out
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     import json
 

@@ -25,6 +25,17 @@ TARGETS = (
 
 _PACKAGE = "pytest_metatrace.audits.acquisition_traces"
 
+#: Baseline tolerances (README "Gating"), in the records' unit (fractions).
+_TOLERANCE = 0.02
+_PROBE_TOLERANCE_REASON = (
+    "2 points of top-1 accuracy (one test image in 50): the thresholds sit 15 points over "
+    "chance, so a smaller change does not move an encoder across them"
+)
+_AGREEMENT_TOLERANCE_REASON = (
+    "2 points of neighbour agreement: a fifth of the 10-point margin over chance the default "
+    "gates, and less than Table 2's steps between encoders (DINOv2 to ConvNeXt-L to DINO)"
+)
+
 
 @dataclass(frozen=True)
 class AcquisitionSettings:
@@ -177,6 +188,8 @@ SPEC = AuditSpec(
             reason="on centre-masked photos CLIP-type encoders tell a phone from a camera at "
             ">70% against 50% chance (paper Sec. 3.2, Fig. 6); 0.65 fails that level and "
             "passes encoders near chance",
+            tolerance=_TOLERANCE,
+            tolerance_reason=_PROBE_TOLERANCE_REASON,
         ),
         *(
             GateFamily(
@@ -188,6 +201,8 @@ SPEC = AuditSpec(
                 default="chance+0.15",
                 reason="the smartphone probe's margin over its own chance, for targets with "
                 "more classes",
+                tolerance=_TOLERANCE,
+                tolerance_reason=_PROBE_TOLERANCE_REASON,
             )
             for target in TARGETS[1:]
         ),
@@ -201,6 +216,8 @@ SPEC = AuditSpec(
             reason="Table 2 at k = 10: CLIP ViT-L/14@336 70.1% (about 20 points over chance), "
             "SigLIP 58.6%, DINO 58.0%, ConvNeXt-L 56.8%, DINOv2 54.0%; chance+0.10 fails "
             "CLIP-level agreement and passes the others",
+            tolerance=_TOLERANCE,
+            tolerance_reason=_AGREEMENT_TOLERANCE_REASON,
         ),
     ),
     gate_keys=tuple(f"{kind}.{t}" for kind in ("probe", "agreement") for t in TARGETS),
