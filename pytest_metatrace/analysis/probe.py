@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from pytest_metatrace.analysis.probe_inputs import _check_classes
 from pytest_metatrace.analysis.probe_search import (
     SearchResult,
     SearchTrial,
@@ -41,7 +42,6 @@ from pytest_metatrace.analysis.sgd import (
     WD_RANGE,
     ProbeInputError,
     ProbeMode,
-    _check_classes,
     _train_sgd_torch,
     check_features,
     check_labels,
