@@ -1042,7 +1042,7 @@ def test_regressions_count_and_are_listed_once() -> None:
     assert "Failing gates and regressions" in summary
     assert '<span class="badge fail">GREW</span>' in summary
     assert "change +4.0 points [+2.5 points, +5.5 points]" in summary
-    assert "tolerance 2.0%" in summary
+    assert "tolerance +2.0 points" in summary
     # the regression's message is shown once (in the table); its test names it instead
     message = next(r["baseline"]["message"] for r in doc["records"] if r.get("baseline"))
     shown = summary[: summary.index("<h3>Run</h3>")]  # before the collapsed list of all tests

@@ -307,7 +307,7 @@ def _failure_row(failure: Failure) -> dict[str, Any]:
         "key": failure.key,
         "r": r,
         "measured": f"change {change} [{low}, {high}]",
-        "bound": f"tolerance {format_measure(check.get('tolerance'), unit)}",
+        "bound": f"tolerance {format_measure(check.get('tolerance'), unit, signed=True)}",
         "bound_note": f"vs baseline {display_scalar(check.get('baseline_encoder'))}",
         "message": failure.message,
     }
