@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from pytest_metatrace.results import SCHEMA_VERSION, jsonable
+from pytest_metatrace.summary import failure_counts
 
 __all__ = [
     "PROP_DATASET",
@@ -180,6 +181,7 @@ class MetatraceSession:
                     "invocation": " ".join(["pytest", *self.config.invocation_params.args]),
                     "rootdir": str(self.config.rootpath),
                     "outcomes": self.outcomes(),
+                    "failures": failure_counts(self.records),
                     "tests": list(self.tests.values()),
                     "options": dict(options),
                     "versions": package_versions(),

@@ -457,6 +457,13 @@ def test_too_few_test_images_skip_as_undecided_and_never_pass(pytester: pytest.P
     import json
 
     doc = json.loads((pytester.path / "r.json").read_text())
+    assert doc["run"]["failures"] == {
+        "failed": 1,
+        "threshold": 1,
+        "baseline": 0,
+        "reported": 0,
+        "undecided": 2,
+    }
     gates = {r["dataset"]: r["gate"] for r in doc["records"]}
     assert gates["few"]["decided"] is False and gates["few"]["passed"] is False
     assert gates["few2"]["decided"] is False

@@ -987,13 +987,82 @@ def test_failing_gates_lead_the_summary(document: dict[str, Any], page: str) -> 
     summary = section_html(page, "summary")
     assert "FAILED" in summary
     assert f'<span class="n">{len(failing)}</span><span class="k">gates failed</span>' in summary
+    shown = summary[: summary.index("<h3>Run</h3>")]  # before the collapsed list of all tests
     for record in failing:
-        assert record["gate"]["message"] in summary
+        same = sum(r["gate"]["message"] == record["gate"]["message"] for r in failing)
+        assert shown.count(record["gate"]["message"]) == same  # in the table, once per record
     for record in passing:
         assert record["gate"]["message"] not in summary
     assert "AssertionError: knn.jpeg.pos gate failed" in summary
     # Failing gates come before the run information.
     assert summary.index(failing[0]["gate"]["message"]) < summary.index("<h3>Run</h3>")
+
+
+def _regressed_document() -> dict[str, Any]:
+    """make_document's run where one passing probe also grew against a baseline.
+
+    Its test failed with that regression's message and a note of its own.
+    """
+    doc = make_document()
+    rec = next(r for r in doc["records"] if r["gate"] and r["gate"]["passed"])
+    message = f"{rec['gate']['key']}: grew against the baseline lite0 by +4.0 points"
+    rec["baseline"] = {
+        "key": rec["gate"]["key"],
+        "baseline_encoder": "lite0",
+        "baseline_value": rec["value"] - 0.04,
+        "difference": 0.04,
+        "low": 0.025,
+        "high": 0.055,
+        "tolerance": 0.02,
+        "passed": False,
+        "message": message,
+    }
+    doc["run"]["tests"].append(
+        {
+            "nodeid": "audits/test_x.py::test_grew",
+            "outcome": "failed",
+            "duration_s": 1.0,
+            "message": message + "\n\nand one more thing the test said",
+        }
+    )
+    return doc
+
+
+def test_regressions_count_and_are_listed_once() -> None:
+    doc = _regressed_document()
+    thresholds = [r for r in doc["records"] if r["gate"] and r["gate"]["passed"] is False]
+    html = render_html(doc)
+    summary = section_html(html, "summary")
+    n = len(thresholds) + 1
+    assert (
+        f"{n} gates failed ({len(thresholds)} above threshold, 1 grew against the baseline)"
+        in summary
+    )
+    assert '<span class="n">1</span><span class="k">grew vs baseline (of 1)</span>' in summary
+    assert "Failing gates and regressions" in summary
+    assert '<span class="badge fail">GREW</span>' in summary
+    assert "change +4.0 points [+2.5 points, +5.5 points]" in summary
+    assert "tolerance +2.0 points" in summary
+    # the regression's message is shown once (in the table); its test names it instead
+    message = next(r["baseline"]["message"] for r in doc["records"] if r.get("baseline"))
+    shown = summary[: summary.index("<h3>Run</h3>")]  # before the collapsed list of all tests
+    assert shown.count(message) == 1
+    assert "listed under <em>Failing gates and regressions</em> above" in summary
+    assert "and one more thing the test said" in summary
+
+
+def test_checks_reported_not_gating_do_not_fail_the_page() -> None:
+    doc = make_document()
+    for r in doc["records"]:
+        if r["gate"] and r["gate"]["passed"] is False:
+            r["gate"]["gating"] = False  # --metatrace-gate=baseline
+    doc["run"]["outcomes"] = {"passed": 3, "failed": 0, "skipped": 0, "error": 0}
+    doc["run"]["tests"] = []
+    html = render_html(doc)
+    assert "<strong>PASSED</strong>" in html
+    assert "Failing gates" not in html
+    assert "above, not gating" in html
+    assert '<span class="k">reported, not gating</span>' in html
 
 
 def test_passing_run_says_so() -> None:

@@ -23,8 +23,10 @@ import jinja2
 from markupsafe import Markup
 
 from .._files import atomic_write_text
+from .._format import format_measure
 from ..results import Record, jsonable
 from ..settings import DEFAULT_REPORT_PATH
+from ..summary import Failure, failure_counts, failures
 from .formatting import (
     MISSING,
     as_float,
@@ -71,6 +73,8 @@ def _status(gate: dict[str, Any] | None) -> str | None:
     if gate.get("decided") is False:
         return "undecided"  # too few test images for the gate to be able to fail
     passed = gate.get("passed")
+    if passed is False and gate.get("gating", True) is False:
+        return "reported"  # above its threshold, but --metatrace-gate left it not gating
     # Only real booleans count: a hand-edited "false" string must not read as a pass.
     return "pass" if passed is True else "fail" if passed is False else "unknown"
 
@@ -81,7 +85,8 @@ def normalize_record(raw: Any, index: int) -> dict[str, Any] | None:
     Adds ``index`` (position in the document), ``anchor`` (its HTML id in the
     records table), ``label`` and ``display`` (formatted ``value``,
     ``interval``, ``chance``, ``threshold`` and the gate ``status``:
-    ``pass``, ``fail``, ``undecided``, ``unknown`` or ``None`` when not gated).
+    ``pass``, ``fail``, ``undecided``, ``reported`` (failed, not gating),
+    ``unknown`` or ``None`` when not gated).
     """
     if not isinstance(raw, Mapping):
         return None
@@ -239,7 +244,7 @@ def _sections(doc: dict[str, Any], registry: AuditRegistry) -> list[dict[str, An
             "anchor": section.anchor,
             "audit": section.audit,
             "count": len(records),
-            "failed": sum(r["display"]["status"] == "fail" for r in records),
+            "failed": len(failures(records)),
             "html": _render_section(section, records, doc),
         }
         for section, records in sections
@@ -268,19 +273,73 @@ def _comparison(doc: dict[str, Any], registry: AuditRegistry) -> list[dict[str, 
             "anchor": "sec-comparison",
             "audit": "all audits",
             "count": len(doc["records"]),
-            "failed": sum(r["display"]["status"] == "fail" for r in doc["records"]),
+            "failed": len(failures(doc["records"])),
             "html": html,
         }
     ]
+
+
+def _failure_row(failure: Failure) -> dict[str, Any]:
+    """One row of the failing-checks table: a threshold gate or a baseline regression."""
+    r, check = failure.record, failure.check
+    unit = str(r.get("unit") or "fraction")
+    if failure.kind == "threshold":
+        return {
+            "kind": "threshold",
+            "key": failure.key,
+            "r": r,
+            "measured": r["display"]["interval"],
+            "bound": r["display"]["threshold"],
+            "bound_note": " · ".join(
+                (
+                    display_scalar(check.get("spec")),
+                    display_scalar(check.get("source")),
+                    f"vs {display_scalar(check.get('compared'))}",
+                )
+            ),
+            "message": failure.message,
+        }
+    change = format_measure(check.get("difference"), unit, signed=True)
+    low = format_measure(check.get("low"), unit, signed=True)
+    high = format_measure(check.get("high"), unit, signed=True)
+    return {
+        "kind": "baseline",
+        "key": failure.key,
+        "r": r,
+        "measured": f"change {change} [{low}, {high}]",
+        "bound": f"tolerance {format_measure(check.get('tolerance'), unit, signed=True)}",
+        "bound_note": f"vs baseline {display_scalar(check.get('baseline_encoder'))}",
+        "message": failure.message,
+    }
+
+
+def _failed_test(test: dict[str, Any], failing: list[dict[str, Any]]) -> dict[str, Any]:
+    """A failed test with the messages of checks already listed above taken out of its text.
+
+    ``listed`` names those checks (each shown once, in the failing-checks table);
+    ``rest`` is what the test said beyond them (e.g. a forgotten
+    ``assert_gates``, an error), empty when nothing.
+    """
+    message = str(test.get("message") or "")
+    listed = []
+    for row in failing:
+        text = str(row["message"] or "").strip()
+        if text and text in message:
+            message = message.replace(text, "", 1)
+            listed.append(row)
+    return {**test, "listed": listed, "rest": message.strip()}
 
 
 def _summary(doc: dict[str, Any]) -> dict[str, Any]:
     run, records = doc["run"], doc["records"]
     statuses = [r["display"]["status"] for r in records if r["display"]["status"]]
     outcomes = run["outcomes"]
-    failed_tests = [t for t in run["tests"] if t.get("outcome") in ("failed", "error")]
+    failing = [_failure_row(f) for f in failures(records)]
+    failed_tests = [
+        _failed_test(t, failing) for t in run["tests"] if t.get("outcome") in ("failed", "error")
+    ]
     n_failed = sum(as_float(outcomes.get(k)) or 0 for k in ("failed", "error"))
-    if n_failed or "fail" in statuses or failed_tests:
+    if n_failed or failing or failed_tests:
         status = "failed"
     elif statuses or any(as_float(v) for v in outcomes.values()):
         status = "passed"
@@ -293,9 +352,13 @@ def _summary(doc: dict[str, Any]) -> dict[str, Any]:
             (k, format_count(v) if as_float(v) is not None else display_scalar(v))
             for k, v in outcomes.items()
         ],
-        "gates": {s: statuses.count(s) for s in ("pass", "fail", "undecided", "unknown")},
+        "gates": {
+            s: statuses.count(s) for s in ("pass", "fail", "undecided", "reported", "unknown")
+        },
+        "compared": sum(1 for r in records if isinstance(r.get("baseline"), Mapping)),
+        "counts": failure_counts(records),
         "undecided": [r for r in records if r["display"]["status"] == "undecided"],
-        "failing": [r for r in records if r["display"]["status"] == "fail"],
+        "failing": failing,
         "failed_tests": failed_tests,
         "info": [
             ("started", display_scalar(run.get("started"))),
