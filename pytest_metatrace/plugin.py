@@ -9,6 +9,7 @@ the fixtures, when an audit asks for them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -371,6 +372,13 @@ def _headline(text: str) -> str:
     return head[:cut] if cut >= 40 else head.rstrip() + "..."
 
 
+def _why(exc: BaseException) -> str:
+    """An error as one line: the system's words for a file error, else its type and message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Controller:
     """Controller-side hooks (the single process, or the xdist controller).
 
@@ -380,6 +388,8 @@ class Controller:
 
     def __init__(self, session: MetatraceSession) -> None:
         self.session = session
+        self.markdown_path: Path | None = None  #: where ``--metatrace-markdown`` was written
+        self.step_summary_path: Path | None = None  #: ``$GITHUB_STEP_SUMMARY``, once appended
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
@@ -426,16 +436,46 @@ class Controller:
             if not path.is_absolute():
                 path = config.invocation_params.dir / path
             self._write_report(path, doc, registry)
+        if settings.markdown:
+            self._write_markdown(config, Path(settings.markdown), doc["records"])
         paths = {
             name: p
             for name, p in (
                 ("html", state.report_path),
                 ("json", state.json_path),
+                ("markdown", self.markdown_path),
                 ("baseline", saved_baseline_path(config)),
             )
             if p is not None
         }
         config.hook.pytest_metatrace_report(document=doc, paths=paths, config=config)
+
+    def _write_markdown(self, config: pytest.Config, path: Path, records: list[Any]) -> None:
+        """``--metatrace-markdown``, and the same summary appended to ``$GITHUB_STEP_SUMMARY``.
+
+        Written after the HTML and JSON: a path that cannot be written (or a bug in the
+        summary) is one line in the terminal summary, never a traceback or a lost file.
+        """
+        from pytest_metatrace.report.markdown import append_step_summary, write_markdown
+
+        state, here = self.session, config.invocation_params.dir
+        files = {"report_path": state.report_path, "json_path": state.json_path}
+        path = path if path.is_absolute() else here / path
+        step = os.environ.get("GITHUB_STEP_SUMMARY")
+        try:
+            self.markdown_path = write_markdown(path, records, **files)
+        except Exception as exc:
+            state.write_errors.append(f"could not write the Markdown summary {path}: {_why(exc)}")
+        if step:
+            try:
+                self.step_summary_path = append_step_summary(
+                    Path(step), records, relative_to=here, **files
+                )
+            except Exception as exc:
+                state.write_errors.append(
+                    f"could not append the Markdown summary to $GITHUB_STEP_SUMMARY ({step}): "
+                    + _why(exc)
+                )
 
     def _write_report(self, path: Path, doc: dict[str, Any], registry: Any) -> None:
         """Render the HTML report; on a report bug, keep the numbers next to it as JSON."""
@@ -486,6 +526,10 @@ class Controller:
             tr.write_line(f"metatrace: JSON written to {state.json_path}")
         if state.report_path is not None:
             tr.write_line(f"metatrace: report written to {state.report_path}")
+        if self.markdown_path is not None:
+            tr.write_line(f"metatrace: Markdown summary written to {self.markdown_path}")
+        if self.step_summary_path is not None:
+            tr.write_line(f"metatrace: Markdown summary appended to {self.step_summary_path}")
         saved = saved_baseline_path(config)
         if saved is not None:
             tr.write_line(f"metatrace: baseline saved to {saved}")
