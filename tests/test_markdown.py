@@ -355,3 +355,19 @@ def test_without_the_option_nothing_is_written_even_under_github_actions(
     result = pytester.runpytest(*ARGS)
     assert "Markdown summary" not in result.stdout.str()
     assert not step.exists()
+
+
+def test_under_xdist_only_the_controller_writes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("xdist")
+    step = pytester.path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    pytester.makepyfile(test_mine=AUDIT)
+    (pytester.path / "level.txt").write_text("0.0")
+    result = pytester.runpytest_subprocess(*ARGS, "-n", "2", "--metatrace-markdown=s.md")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    for written in (pytester.path / "s.md", step):
+        text = written.read_text()
+        assert text.count("## metatrace:") == 1, text  # once, with every worker's records
+        assert len(_rows(text, "### mine")) == 4
