@@ -372,13 +372,6 @@ def _headline(text: str) -> str:
     return head[:cut] if cut >= 40 else head.rstrip() + "..."
 
 
-def _why(exc: BaseException) -> str:
-    """An error as one line: the system's words for a file error, else its type and message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}"
-
-
 class Controller:
     """Controller-side hooks (the single process, or the xdist controller).
 
@@ -437,7 +430,18 @@ class Controller:
                 path = config.invocation_params.dir / path
             self._write_report(path, doc, registry)
         if settings.markdown:
-            self._write_markdown(config, Path(settings.markdown), doc["records"])
+            from pytest_metatrace.report.markdown import write_summaries
+
+            written = write_summaries(
+                Path(settings.markdown),
+                doc["records"],
+                report_path=state.report_path,
+                json_path=state.json_path,
+                cwd=config.invocation_params.dir,
+                step_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+            )
+            self.markdown_path, self.step_summary_path = written.markdown, written.step_summary
+            state.write_errors += written.errors
         paths = {
             name: p
             for name, p in (
@@ -449,33 +453,6 @@ class Controller:
             if p is not None
         }
         config.hook.pytest_metatrace_report(document=doc, paths=paths, config=config)
-
-    def _write_markdown(self, config: pytest.Config, path: Path, records: list[Any]) -> None:
-        """``--metatrace-markdown``, and the same summary appended to ``$GITHUB_STEP_SUMMARY``.
-
-        Written after the HTML and JSON: a path that cannot be written (or a bug in the
-        summary) is one line in the terminal summary, never a traceback or a lost file.
-        """
-        from pytest_metatrace.report.markdown import append_step_summary, write_markdown
-
-        state, here = self.session, config.invocation_params.dir
-        files = {"report_path": state.report_path, "json_path": state.json_path}
-        path = path if path.is_absolute() else here / path
-        step = os.environ.get("GITHUB_STEP_SUMMARY")
-        try:
-            self.markdown_path = write_markdown(path, records, **files)
-        except Exception as exc:
-            state.write_errors.append(f"could not write the Markdown summary {path}: {_why(exc)}")
-        if step:
-            try:
-                self.step_summary_path = append_step_summary(
-                    Path(step), records, relative_to=here, **files
-                )
-            except Exception as exc:
-                state.write_errors.append(
-                    f"could not append the Markdown summary to $GITHUB_STEP_SUMMARY ({step}): "
-                    + _why(exc)
-                )
 
     def _write_report(self, path: Path, doc: dict[str, Any], registry: Any) -> None:
         """Render the HTML report; on a report bug, keep the numbers next to it as JSON."""

@@ -21,6 +21,7 @@ from pytest_metatrace.report.markdown import (
     escape_cell,
     render_markdown,
     table,
+    write_summaries,
 )
 
 # pytester runs in-process; see plugin_helpers.preimport.
@@ -371,3 +372,25 @@ def test_under_xdist_only_the_controller_writes(
         text = written.read_text()
         assert text.count("## metatrace:") == 1, text  # once, with every worker's records
         assert len(_rows(text, "### mine")) == 4
+
+
+def test_write_summaries_never_raises_and_names_each_file_it_could_not_write(
+    tmp_path: Path,
+) -> None:
+    broken = _rec("x", 1.0, 0.9, 1.0, gate=_gate(True, threshold="not a number"))
+    step = tmp_path / "step.md"
+    out = write_summaries(
+        Path("s.md"), [broken], report_path=None, json_path=None, cwd=tmp_path,
+        step_summary=str(step),
+    )  # fmt: skip
+    assert out.markdown is None and out.step_summary is None
+    assert out.errors == [
+        f"could not write the Markdown summary {tmp_path / 's.md'}: ValueError: could not "
+        "convert string to float: 'not a number'",
+        f"could not append the Markdown summary to $GITHUB_STEP_SUMMARY ({step}): ValueError: "
+        "could not convert string to float: 'not a number'",
+    ]
+    ok = write_summaries(
+        Path("s.md"), [PASSED], report_path=None, json_path=None, cwd=tmp_path, step_summary=""
+    )
+    assert ok.markdown == tmp_path / "s.md" and ok.step_summary is None and not ok.errors

@@ -22,6 +22,7 @@ import errno
 import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,13 @@ __all__ = [
     "AUDIT_HEADER",
     "FAILURE_HEADER",
     "UNDECIDED_HEADER",
+    "Written",
     "append_step_summary",
     "escape_cell",
     "render_markdown",
     "table",
     "write_markdown",
+    "write_summaries",
 ]
 
 #: Columns of the failing-gates and the reported-not-gating tables.
@@ -280,3 +283,58 @@ def append_step_summary(
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(("\n" if handle.tell() else "") + text)
     return path
+
+
+@dataclass
+class Written:
+    """What :func:`write_summaries` wrote, and one line per file it could not write."""
+
+    markdown: Path | None = None  #: the ``--metatrace-markdown`` file, once written
+    step_summary: Path | None = None  #: ``$GITHUB_STEP_SUMMARY``, once appended to
+    errors: list[str] = field(default_factory=list)  #: e.g. "could not write ...: is a folder"
+
+
+def _why(exc: BaseException) -> str:
+    """An error as one line: the system's words for a file error, else its type and message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"
+
+
+def write_summaries(
+    path: Path,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    report_path: Path | None,
+    json_path: Path | None,
+    cwd: Path,
+    step_summary: str | None,
+) -> Written:
+    """The session's end: write ``path`` (relative to ``cwd``) and append to ``step_summary``.
+
+    ``step_summary`` is ``$GITHUB_STEP_SUMMARY`` (None or empty: not under
+    GitHub Actions). Never raises: a file that cannot be written, or a bug in
+    the summary, becomes one line in :attr:`Written.errors`, and the other
+    file is still written.
+    """
+    out = Written()
+    target = path if path.is_absolute() else cwd / path
+    try:
+        out.markdown = write_markdown(target, records, report_path=report_path, json_path=json_path)
+    except Exception as exc:
+        out.errors.append(f"could not write the Markdown summary {shown(target)}: {_why(exc)}")
+    if step_summary:
+        try:
+            out.step_summary = append_step_summary(
+                Path(step_summary),
+                records,
+                report_path=report_path,
+                json_path=json_path,
+                relative_to=cwd,
+            )
+        except Exception as exc:
+            out.errors.append(
+                "could not append the Markdown summary to $GITHUB_STEP_SUMMARY "
+                f"({shown(step_summary)}): {_why(exc)}"
+            )
+    return out
