@@ -309,6 +309,9 @@ def test_markdown_and_step_summary_end_to_end(
     assert summary.endswith("Files: HTML report: reports/metatrace.html · JSON: r.json\n")
     body = summary.removeprefix("# earlier step\n\n").splitlines()
     assert body[:-1] == lines[:-1]  # the same summary, but for how the files are named
+    # README's example is this run's summary (written there next to the files it links).
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert readme.split("```markdown\n", 1)[1].split("```", 1)[0] == text.replace("../", "")
 
 
 @pytest.mark.parametrize("bad", ["folder", "file/summary.md"])
