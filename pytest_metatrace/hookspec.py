@@ -60,6 +60,6 @@ def pytest_metatrace_report(
     """Called once at the end of the session, after the report files are written.
 
     ``document`` is the results document (the ``--metatrace-json`` content);
-    ``paths`` maps what was written (``html``, ``json``, ``baseline``) to where.
+    ``paths`` maps what was written (``html``, ``json``, ``markdown``, ``baseline``) to where.
     Use it to publish the report (an artifact store, a pull-request comment).
     """

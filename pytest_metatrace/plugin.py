@@ -9,6 +9,7 @@ the fixtures, when an audit asks for them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,8 @@ class Controller:
 
     def __init__(self, session: MetatraceSession) -> None:
         self.session = session
+        self.markdown_path: Path | None = None  #: where ``--metatrace-markdown`` was written
+        self.step_summary_path: Path | None = None  #: ``$GITHUB_STEP_SUMMARY``, once appended
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
@@ -426,11 +429,25 @@ class Controller:
             if not path.is_absolute():
                 path = config.invocation_params.dir / path
             self._write_report(path, doc, registry)
+        if settings.markdown:
+            from pytest_metatrace.report.markdown import write_summaries
+
+            written = write_summaries(
+                Path(settings.markdown),
+                doc["records"],
+                report_path=state.report_path,
+                json_path=state.json_path,
+                cwd=config.invocation_params.dir,
+                step_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+            )
+            self.markdown_path, self.step_summary_path = written.markdown, written.step_summary
+            state.write_errors += written.errors
         paths = {
             name: p
             for name, p in (
                 ("html", state.report_path),
                 ("json", state.json_path),
+                ("markdown", self.markdown_path),
                 ("baseline", saved_baseline_path(config)),
             )
             if p is not None
@@ -486,6 +503,10 @@ class Controller:
             tr.write_line(f"metatrace: JSON written to {state.json_path}")
         if state.report_path is not None:
             tr.write_line(f"metatrace: report written to {state.report_path}")
+        if self.markdown_path is not None:
+            tr.write_line(f"metatrace: Markdown summary written to {self.markdown_path}")
+        if self.step_summary_path is not None:
+            tr.write_line(f"metatrace: Markdown summary appended to {self.step_summary_path}")
         saved = saved_baseline_path(config)
         if saved is not None:
             tr.write_line(f"metatrace: baseline saved to {saved}")
