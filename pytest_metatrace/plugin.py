@@ -429,16 +429,19 @@ class Controller:
             if not path.is_absolute():
                 path = config.invocation_params.dir / path
             self._write_report(path, doc, registry)
-        if settings.markdown:
+        # Under GitHub Actions the job's summary page gets the run whenever it audited
+        # something; a session without records (the project's other tests) adds nothing.
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if doc["records"] else None
+        if settings.markdown or step_summary:
             from pytest_metatrace.report.markdown import write_summaries
 
             written = write_summaries(
-                Path(settings.markdown),
+                Path(settings.markdown) if settings.markdown else None,
                 doc["records"],
                 report_path=state.report_path,
                 json_path=state.json_path,
                 cwd=config.invocation_params.dir,
-                step_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+                step_summary=step_summary,
             )
             self.markdown_path, self.step_summary_path = written.markdown, written.step_summary
             state.write_errors += written.errors

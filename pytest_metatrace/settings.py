@@ -211,8 +211,9 @@ class Settings:
     markdown: str | None = option(
         None,
         "also write a GitHub-flavoured Markdown summary (failing gates first, then a table per "
-        "audit) to this file (relative to the current directory); it is appended to "
-        "$GITHUB_STEP_SUMMARY as well when that variable is set",
+        "audit) to this file (relative to the current directory); under GitHub Actions "
+        "($GITHUB_STEP_SUMMARY set) the summary of a run with records is appended there "
+        "even without this option",
         metavar="PATH",
     )
     probe_mode: str = option(

@@ -349,7 +349,7 @@ def test_a_bad_step_summary_path_is_one_line_and_keeps_the_markdown(
     assert (pytester.path / "s.md").read_text().startswith("## metatrace: 1 gate(s) failed")
 
 
-def test_without_the_option_nothing_is_written_even_under_github_actions(
+def test_under_github_actions_the_step_summary_needs_no_option(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     step = pytester.path / "step.md"
@@ -357,6 +357,20 @@ def test_without_the_option_nothing_is_written_even_under_github_actions(
     pytester.makepyfile(test_mine=AUDIT)
     (pytester.path / "level.txt").write_text("0.0")
     result = pytester.runpytest(*ARGS)
+    assert f"metatrace: Markdown summary appended to {step}" in result.stdout.str()
+    assert "Markdown summary written to" not in result.stdout.str()  # no file asked for
+    assert step.read_text().startswith("## metatrace: ")
+    assert len(_rows(step.read_text(), "### mine")) == 4
+
+
+def test_a_run_without_records_adds_nothing_to_the_step_summary(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = pytester.path / "step.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    pytester.makepyfile(test_plain="def test_a():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
     assert "Markdown summary" not in result.stdout.str()
     assert not step.exists()
 

@@ -302,7 +302,7 @@ def _why(exc: BaseException) -> str:
 
 
 def write_summaries(
-    path: Path,
+    path: Path | None,
     records: Sequence[Mapping[str, Any]],
     *,
     report_path: Path | None,
@@ -310,7 +310,9 @@ def write_summaries(
     cwd: Path,
     step_summary: str | None,
 ) -> Written:
-    """The session's end: write ``path`` (relative to ``cwd``) and append to ``step_summary``.
+    """The session's end: write ``path`` and append the same summary to ``step_summary``.
+
+    ``path`` is relative to ``cwd``; None writes no file.
 
     ``step_summary`` is ``$GITHUB_STEP_SUMMARY`` (None or empty: not under
     GitHub Actions). Never raises: a file that cannot be written, or a bug in
@@ -318,11 +320,14 @@ def write_summaries(
     file is still written.
     """
     out = Written()
-    target = path if path.is_absolute() else cwd / path
-    try:
-        out.markdown = write_markdown(target, records, report_path=report_path, json_path=json_path)
-    except Exception as exc:
-        out.errors.append(f"could not write the Markdown summary {shown(target)}: {_why(exc)}")
+    if path is not None:
+        target = path if path.is_absolute() else cwd / path
+        try:
+            out.markdown = write_markdown(
+                target, records, report_path=report_path, json_path=json_path
+            )
+        except Exception as exc:
+            out.errors.append(f"could not write the Markdown summary {shown(target)}: {_why(exc)}")
     if step_summary:
         try:
             out.step_summary = append_step_summary(
