@@ -122,7 +122,9 @@ def _pull_request(root: Path, pr_encoder: str) -> tuple[Path, str]:
     return work, base
 
 
-def _run_steps(root: Path, work: Path, base_sha: str) -> dict[str, subprocess.CompletedProcess[str]]:
+def _run_steps(
+    root: Path, work: Path, base_sha: str
+) -> dict[str, subprocess.CompletedProcess[str]]:
     """Run the audit steps as the runner would, stopping at the first that fails."""
     bin_dir = root / "bin"
     bin_dir.mkdir()
@@ -211,7 +213,7 @@ def test_an_unchanged_encoder_is_green_although_threshold_gates_fail(tmp_path: P
 
 
 def test_a_larger_trace_in_the_pull_request_is_red_with_a_grew_line(tmp_path: Path):
-    work, base = _pull_request(tmp_path, 'scaled(1.0, 2.2)')  # tiny_strong: drift x50
+    work, base = _pull_request(tmp_path, "scaled(1.0, 2.2)")  # tiny_strong: drift x50
     runs = _run_steps(tmp_path, work, base)
     assert runs["baseline"].returncode == 0, runs["baseline"].stdout + runs["baseline"].stderr
     audit = runs["audit"]
