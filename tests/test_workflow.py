@@ -15,6 +15,7 @@ live in the project's ``pyproject.toml``, as the workflow says.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -43,6 +44,20 @@ metatrace_probe_seeds = "2"
 metatrace_knn_k = "3"
 metatrace_threshold = ["drift.* = 0"]
 """
+
+
+#: The Markdown summary's writer (issue 18 item 4) lands separately; once it is in, the
+#: audit step must write reports/metatrace.md and append it to the job's summary page.
+HAS_MARKDOWN = importlib.util.find_spec("pytest_metatrace.report.markdown") is not None
+
+
+def _summary(root: Path, work: Path) -> str:
+    """The job summary page the audit steps appended to ('' until the writer lands)."""
+    text = (root / "step_summary.md").read_text()
+    if HAS_MARKDOWN:
+        assert (work / "reports" / "metatrace.md").is_file()
+        assert text.strip(), "the audit step appended nothing to $GITHUB_STEP_SUMMARY"
+    return text
 
 
 def _conftest(encoder: str) -> str:
@@ -210,6 +225,7 @@ def test_an_unchanged_encoder_is_green_although_threshold_gates_fail(tmp_path: P
     # the base commit was audited from its own worktree, not from the pull request
     assert "jpeg75_420" in (work / "metatrace" / "baseline.json").read_text()
     assert _git(tmp_path / "runner" / "base", "rev-parse", "HEAD") == base
+    _summary(tmp_path, work)
 
 
 def test_a_larger_trace_in_the_pull_request_is_red_with_a_grew_line(tmp_path: Path):
@@ -225,3 +241,4 @@ def test_a_larger_trace_in_the_pull_request_is_red_with_a_grew_line(tmp_path: Pa
     assert "0 above threshold, 2 grew against the baseline" in out
     assert "Traceback" not in out
     assert (work / "reports" / "metatrace.html").is_file()
+    assert not HAS_MARKDOWN or "drift.jpeg75_420" in _summary(tmp_path, work)
