@@ -283,7 +283,7 @@ def add_options(parser: pytest.Parser, options: Sequence[Option]) -> None:
         parser.addini(opt.ini, opt.help + _default_text(opt), type=ini_type, default=None)
 
 
-Source = Literal["command line", "ini file", "environment", "default"]
+Source = Literal["command line", "-o", "ini file", "environment", "default"]
 
 
 @dataclass(frozen=True)
@@ -319,6 +319,8 @@ class OptionOrigin:
             out = f"{opt.ini} = {text}"
             if self.inipath is not None:
                 out += f" in {self.inipath}"
+        elif self.source == "-o":
+            out = f"-o {opt.ini}={text}"
         elif self.source == "environment":
             out = f"environment variable {opt.env}={text}"
         elif self.source == "default":
@@ -377,7 +379,9 @@ def _raw(config: pytest.Config, opt: Option) -> tuple[Any, Source]:
     except ValueError:  # an option added after the ini file was read (a late conftest)
         ini = None
     if ini is not None and ini != []:
-        return (list(ini) if opt.multiple else ini), "ini file"
+        overrides = getattr(config.option, "override_ini", None) or ()
+        typed = any(str(o).partition("=")[0].strip() == opt.ini for o in overrides)
+        return (list(ini) if opt.multiple else ini), "-o" if typed else "ini file"
     if opt.env and os.environ.get(opt.env):
         return os.environ[opt.env], "environment"
     return None, "default"
@@ -388,12 +392,13 @@ def resolve_option_origin(config: pytest.Config, opt: Option) -> tuple[Any, Opti
 
     Command line > ini file > environment > default; the relative paths of a
     ``path=`` option are resolved against the ini file's folder
-    (``config.inipath.parent``, else ``config.rootpath``) for an ini value and
-    against ``config.invocation_params.dir`` for any other. Raises
+    (``config.inipath.parent``, else ``config.rootpath``) for a value read from
+    the ini file and against ``config.invocation_params.dir`` for any other
+    (command line, ``-o`` override, environment, default). Raises
     :class:`pytest.UsageError` naming the flag, ini key or variable at fault.
     """
     raw, source = _raw(config, opt)
-    value = opt.default if raw is None else _convert(opt, raw, source)
+    value = opt.default if raw is None else _convert(opt, raw, source.replace("-o", "ini file"))
     inipath = config.inipath if source == "ini file" else None
     if source == "ini file":
         base = config.inipath.parent if config.inipath is not None else config.rootpath
