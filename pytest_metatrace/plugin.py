@@ -18,6 +18,7 @@ import pytest
 from pytest_metatrace import hookspec
 from pytest_metatrace._backend import check_backend, describe_backend
 from pytest_metatrace._files import atomic_write_text
+from pytest_metatrace._omp import set_passive_omp_wait
 from pytest_metatrace.baseline import (
     active_baseline,
     baseline_choices,
@@ -44,6 +45,9 @@ from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 from pytest_metatrace.summary import audit_summary_lines, failure_lines, readable_properties
+
+# At plugin load, before any conftest or fixture imports torch: OpenMP reads it once (_omp).
+set_passive_omp_wait()
 
 SESSION_KEY = pytest.StashKey[MetatraceSession]()
 _FIXTURES = (
