@@ -335,6 +335,8 @@ class OptionOrigin:
         return out
 
     def _relative(self, given: str, value: str) -> bool:
+        if _is_absolute(given):
+            return False  # absolute, or ~ expanded
         if value != given:
             return True  # a path part was resolved against the base
         if self.option.path == "encoder" or given.lower() in self.option.names:

@@ -180,3 +180,33 @@ def test_a_registered_name_wins_over_a_folder_of_that_name(project: pytest.Pytes
     result = _run(project)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["DATA audit-data 12"])
+
+
+def test_each_source_has_its_base_and_its_name_in_messages(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project.path / "audits" / "test_where.py").write_text(
+        "def test_where(metatrace_settings):\n"
+        "    s = metatrace_settings\n"
+        "    for attr in ('json', 'cache_dir', 'save_baseline', 'report', 'encoder'):\n"
+        "        print('WHERE', attr, s.where(attr), '->', getattr(s, attr))\n"
+    )
+    monkeypatch.setenv("METATRACE_CACHE_DIR", "envcache")
+    sub, ini = project.path / "audits", project.path / "pyproject.toml"
+    result = project.runpytest(
+        "-s", "-p", "no:cacheprovider", "test_where.py",
+        "-o", "metatrace_json=typed.json", "--metatrace-save-baseline=~/b.json",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*WHERE json -o metatrace_json=typed.json (relative to {sub}) -> {sub / 'typed.json'}",
+            "WHERE cache_dir environment variable METATRACE_CACHE_DIR=envcache (relative to "
+            f"{sub}) -> {sub / 'envcache'}",
+            "WHERE save_baseline --metatrace-save-baseline=~/b.json -> "
+            f"{os.path.expanduser('~/b.json')}",
+            f"WHERE report metatrace_report = none in {ini} -> none",
+            f"WHERE encoder metatrace_encoder = py:encoders/mine.py:make_tiny in {ini} (relative "
+            f"to {project.path}) -> ('py:{project.path}/encoders/mine.py:make_tiny',)",
+        ]
+    )
