@@ -271,7 +271,7 @@ class Settings:
     #: the audits' own settings objects, by audit name (see :meth:`of`)
     audits: Mapping[str, Any] = field(default_factory=dict)
     #: where each option's value came from, by attribute (see :meth:`where`)
-    origins: Mapping[str, OptionOrigin] = field(default_factory=dict, repr=False)
+    origins: Mapping[str, OptionOrigin] = field(default_factory=dict, repr=False, compare=False)
 
     def where(self, attr: str, value: str | None = None) -> str:
         """The option as the user set it, for messages: source, text as written, base folder.
