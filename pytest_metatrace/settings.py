@@ -222,7 +222,7 @@ class Settings:
     markdown: str | None = option(
         None,
         "also write a GitHub-flavoured Markdown summary (failing gates first, then a table per "
-        f"audit) to this file ({RELATIVE}); it is appended to "
+        "audit) to this file (relative to the current directory); it is appended to "
         "$GITHUB_STEP_SUMMARY as well when that variable is set",
         metavar="PATH",
         path="file",
