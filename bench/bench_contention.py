@@ -26,7 +26,7 @@ slows a run down) and PASSIVE / unset per condition (what the policy costs or
 saves), with the load average before and after. ``--readme`` writes that table
 into bench/README.md between the ``bench_contention`` markers.
 
-    python bench/bench_contention.py --readme          # ~4 minutes on a loaded 2-core machine
+    python bench/bench_contention.py --readme          # 9 minutes on the loaded 2-core dev machine
     python bench/bench_contention.py --workload audit --cache-dir /tmp/x-cache
     python bench/bench_contention.py --quick           # a smoke run
 """
