@@ -117,12 +117,14 @@ def metatrace_dataset(request: pytest.FixtureRequest) -> Dataset:
     settings = get_settings(config)
     spec = getattr(request, "param", None) or settings.data[0]
     state = _state(config)
+    registry = state.dataset_registry(config)
+    named = settings.given("data", spec)  # a registered name wins over a folder of that name
     try:
         dataset = load_dataset(
-            spec,
+            named if registry.get(named) is not None else spec,
             cache_dir=cache_dir(config),
             max_pixels=settings.max_pixels,
-            registry=state.dataset_registry(config),
+            registry=registry,
             progress=make_progress(config),
         )
         split = dataset.split(seed=settings.seed, test_fraction=settings.test_fraction)

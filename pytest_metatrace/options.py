@@ -8,7 +8,11 @@ reads the :class:`Option` rows back from such a class; :func:`add_options`
 gives each a command-line flag and an ini twin; :func:`resolve_option` resolves
 one value as command line > ini file > environment > default and converts it
 to the option's type, with an error that names the option and the source at
-fault. Knobs that only an environment variable sets (they act before pytest's
+fault. A path-valued option (``path=``) has its relative paths resolved by
+:func:`pytest_metatrace.paths.locate`: an ini value against the ini file's
+folder, any other against the folder pytest was invoked from; every value
+keeps an :class:`OptionOrigin` that says where it came from, for messages.
+Knobs that only an environment variable sets (they act before pytest's
 configuration exists, e.g. in loader processes) are options with
 ``env_only=True``, read by :func:`env_value`.
 
@@ -18,14 +22,20 @@ This module is imported at plugin load: stdlib only.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
+from pytest_metatrace.paths import PathKind, locate
+
 __all__ = [
+    "RELATIVE",
     "Option",
+    "OptionOrigin",
     "add_options",
     "boolean",
     "crop_area",
@@ -37,11 +47,16 @@ __all__ = [
     "options_of",
     "positive_int",
     "resolve_option",
+    "resolve_option_origin",
     "seed",
     "unit_interval",
 ]
 
 _META = "metatrace_option"
+
+#: The path rule, as ``--help`` states it for every path-valued option.
+RELATIVE = "relative to the ini file's folder when set there, else to the current folder"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 
 
 # --------------------------------------------------------------------------------------
@@ -141,6 +156,10 @@ class Option:
     env_only: bool = False  #: no command-line flag or ini key: only ``env`` sets it
     #: changes what a number means: a baseline must have been measured with the same value
     protocol: bool = False
+    #: the value holds paths, resolved by :func:`pytest_metatrace.paths.locate`
+    path: PathKind | None = None
+    #: words with a meaning of their own, never taken for paths (``none``, ``demo``)
+    names: tuple[str, ...] = ()
 
     @property
     def cli(self) -> str:
@@ -175,6 +194,8 @@ def option(
     env: str | None = None,
     env_only: bool = False,
     protocol: bool = False,
+    path: PathKind | None = None,
+    names: tuple[str, ...] = (),
 ) -> Any:
     """A settings-dataclass field that is also a ``--metatrace-<field-name>`` option.
 
@@ -195,6 +216,8 @@ def option(
         "env": env,
         "env_only": env_only,
         "protocol": protocol,
+        "path": path,
+        "names": tuple(names),
     }
     return field(default=default, metadata={_META: info})
 
@@ -260,6 +283,71 @@ def add_options(parser: pytest.Parser, options: Sequence[Option]) -> None:
         parser.addini(opt.ini, opt.help + _default_text(opt), type=ini_type, default=None)
 
 
+Source = Literal["command line", "-o", "ini file", "environment", "default"]
+
+
+@dataclass(frozen=True)
+class OptionOrigin:
+    """Where one option's value came from, and the folder its relative paths start at."""
+
+    option: Option
+    source: Source
+    base: Path  #: the folder relative paths in the value resolve against
+    inipath: Path | None = None  #: the ini file, for values read from it
+    given: tuple[str, ...] = ()  #: the value's items as written
+    values: tuple[str, ...] = ()  #: the same items with their paths resolved
+
+    def given_text(self, value: str) -> str:
+        """The text as written for ``value`` (one resolved item); ``value`` when unknown."""
+        for given, resolved in zip(self.given, self.values, strict=False):
+            if resolved == value:
+                return given
+        return value
+
+    def describe(self, value: str | None = None) -> str:
+        """The option as set, for messages: source, text as written, base of a relative path.
+
+        ``--metatrace-data=x (relative to /cwd)``, ``metatrace_data = x in
+        /p/pyproject.toml (relative to /p)``; ``value`` picks one resolved item.
+        """
+        opt = self.option
+        if value is not None:
+            text = self.given_text(value)
+        else:
+            text = ", ".join(self.given) if self.given else str(opt.default)
+        if self.source == "ini file":
+            out = f"{opt.ini} = {text}"
+            if self.inipath is not None:
+                out += f" in {self.inipath}"
+        elif self.source == "-o":
+            out = f"-o {opt.ini}={text}"
+        elif self.source == "environment":
+            out = f"environment variable {opt.env}={text}"
+        elif self.source == "default":
+            out = f"{opt.cli} (default {text})"
+        else:
+            out = f"{opt.cli}={text}"
+        pairs = zip(self.given, self.values, strict=False)
+        if opt.path is not None and any(
+            self._relative(g, v) for g, v in pairs if value is None or v == value
+        ):
+            out += f" (relative to {self.base})"
+        return out
+
+    def _relative(self, given: str, value: str) -> bool:
+        if _is_absolute(given):
+            return False  # absolute, or ~ expanded
+        if value != given:
+            return True  # a path part was resolved against the base
+        if self.option.path == "encoder" or given.lower() in self.option.names:
+            return False
+        return not _is_absolute(given) and not _SCHEME.match(given)
+
+
+def _is_absolute(text: str) -> bool:
+    return Path(os.path.expanduser(text)).is_absolute()
+
+
 def _convert(opt: Option, raw: Any, source: str) -> Any:
     if opt.flag:
         return raw if isinstance(raw, bool) else boolean(str(raw))
@@ -279,25 +367,59 @@ def _convert(opt: Option, raw: Any, source: str) -> Any:
     return tuple(out) if opt.multiple else out[0]
 
 
-def resolve_option(config: pytest.Config, opt: Option) -> Any:
-    """One option's value: command line > ini file > environment > default, typed.
-
-    Raises :class:`pytest.UsageError` naming the flag, ini key or variable at fault.
-    """
+def _raw(config: pytest.Config, opt: Option) -> tuple[Any, Source]:
     if opt.env_only:
-        return _env(opt)
+        raw = os.environ.get(opt.env) if opt.env else None
+        if raw is not None and raw.strip():
+            return raw, "environment"
+        return None, "default"
     cli = config.getoption(opt.dest, default=None)
     if cli is not None:
-        return _convert(opt, cli, "command line")
+        return cli, "command line"
     try:
         ini = config.getini(opt.ini)
     except ValueError:  # an option added after the ini file was read (a late conftest)
         ini = None
     if ini is not None and ini != []:
-        return _convert(opt, list(ini) if opt.multiple else ini, "ini file")
+        overrides = getattr(config.option, "override_ini", None) or ()
+        typed = any(str(o).partition("=")[0].strip() == opt.ini for o in overrides)
+        return (list(ini) if opt.multiple else ini), "-o" if typed else "ini file"
     if opt.env and os.environ.get(opt.env):
-        return _convert(opt, os.environ[opt.env], "environment")
-    return opt.default
+        return os.environ[opt.env], "environment"
+    return None, "default"
+
+
+def resolve_option_origin(config: pytest.Config, opt: Option) -> tuple[Any, OptionOrigin]:
+    """One option's typed value and its :class:`OptionOrigin`.
+
+    Command line > ini file > environment > default; the relative paths of a
+    ``path=`` option are resolved against the ini file's folder
+    (``config.inipath.parent``, else ``config.rootpath``) for a value read from
+    the ini file and against ``config.invocation_params.dir`` for any other
+    (command line, ``-o`` override, environment, default). Raises
+    :class:`pytest.UsageError` naming the flag, ini key or variable at fault.
+    """
+    raw, source = _raw(config, opt)
+    value = opt.default if raw is None else _convert(opt, raw, source.replace("-o", "ini file"))
+    inipath = config.inipath if source == "ini file" else None
+    if source == "ini file":
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+    else:
+        base = config.invocation_params.dir
+    items: tuple[Any, ...] = tuple(value) if opt.multiple else (value,)
+    given = tuple(str(v) for v in items if isinstance(v, str))
+    if opt.path is None or not given:
+        return value, OptionOrigin(opt, source, base, inipath, given, given)
+    kind = opt.path
+    resolved = tuple(locate(kind, v, base, opt.names) if isinstance(v, str) else v for v in items)
+    value = resolved if opt.multiple else resolved[0]
+    texts = tuple(str(v) for v in resolved if isinstance(v, str))
+    return value, OptionOrigin(opt, source, base, inipath, given, texts)
+
+
+def resolve_option(config: pytest.Config, opt: Option) -> Any:
+    """One option's value (see :func:`resolve_option_origin`), typed, paths resolved."""
+    return resolve_option_origin(config, opt)[0]
 
 
 def _env(opt: Option) -> Any:

@@ -19,6 +19,7 @@ import pytest
 from pytest_metatrace import hookspec
 from pytest_metatrace._backend import check_backend, describe_backend
 from pytest_metatrace._files import atomic_write_text
+from pytest_metatrace._omp import set_passive_omp_wait
 from pytest_metatrace.baseline import (
     active_baseline,
     baseline_choices,
@@ -45,6 +46,9 @@ from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
 from pytest_metatrace.summary import audit_summary_lines, failure_lines, readable_properties
+
+# At plugin load, before any conftest or fixture imports torch: OpenMP reads it once (_omp).
+set_passive_omp_wait()
 
 SESSION_KEY = pytest.StashKey[MetatraceSession]()
 _FIXTURES = (
@@ -207,29 +211,33 @@ def pytest_collection_modifyitems(
             try:
                 validate_spec(spec, registry=registry, check_available=True)
             except EncoderSpecError as exc:
-                raise pytest.UsageError(f"--metatrace-encoder={spec}: {exc}") from None
+                raise pytest.UsageError(f"{settings.where('encoder', spec)}: {exc}") from None
     if "metatrace_dataset" in used:
         registry = state.dataset_registry(config)
         for spec in unique_specs(settings.data):
-            if spec != "demo" and registry.get(spec) is None and not Path(spec).exists():
+            where, named = settings.where("data", spec), settings.given("data", spec)
+            path = Path(spec)  # relative only when it names nothing at the base (paths.locate)
+            if not path.is_absolute() and "data" in settings.origins:
+                path = settings.origins["data"].base / spec
+            if spec != "demo" and registry.get(named) is None and not path.exists():
                 import difflib
 
-                close = difflib.get_close_matches(spec, ["demo", *registry.names()], n=1)
+                close = difflib.get_close_matches(named, ["demo", *registry.names()], n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise pytest.UsageError(
-                    f"--metatrace-data={spec}: no such folder, manifest or registered dataset."
-                    f"{hint} Use 'demo', an image folder (one sub-folder per class), a CSV "
+                    f"{where}: no such folder, manifest or registered dataset ({path} does not "
+                    f"exist).{hint} Use 'demo', an image folder (one sub-folder per class), a CSV "
                     "manifest (path,label[,group,...]) or a name registered by the "
                     "pytest_metatrace_register_datasets hook."
                 )
-            if registry.get(spec) is None and spec.lower().endswith(".csv"):
+            if registry.get(named) is None and spec.lower().endswith(".csv"):
                 from pytest_metatrace.data import DatasetError
                 from pytest_metatrace.data.sources import check_manifest
 
                 try:
                     check_manifest(Path(spec))
                 except DatasetError as exc:
-                    raise pytest.UsageError(f"--metatrace-data={spec}: {exc}") from None
+                    raise pytest.UsageError(f"{where}: {exc}") from None
 
 
 def _check_cache_folder(config: pytest.Config) -> None:

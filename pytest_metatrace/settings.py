@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_metatrace.options import (
+    RELATIVE,
     Option,
+    OptionOrigin,
     boolean,
     device,
     fraction,
@@ -34,7 +36,7 @@ from pytest_metatrace.options import (
     option,
     options_of,
     positive_int,
-    resolve_option,
+    resolve_option_origin,
     seed,
     unit_interval,
 )
@@ -65,17 +67,21 @@ class Settings:
         ("lite0",),
         "encoder spec to audit; repeatable. Forms: lite0 (built-in default), "
         "timm:NAME[@TAG|FILE], open_clip:ARCH@TAG|FILE, hf:HUB_ID|DIR, onnx:FILE, "
-        "py:MODULE:CALLABLE, or a registered name (see --metatrace-list-encoders)",
+        "py:MODULE:CALLABLE, or a registered name (see --metatrace-list-encoders); file parts "
+        f"{RELATIVE}",
         multiple=True,
         metavar="SPEC",
+        path="encoder",
     )
     data: tuple[str, ...] = option(
         ("demo",),
         "dataset to audit on; repeatable: 'demo' (built-in photos), an image folder (one "
         "sub-folder per class), a CSV manifest (path,label[,group,metadata...]) or a "
-        "registered name",
+        f"registered name; paths {RELATIVE}",
         multiple=True,
         metavar="SPEC",
+        path="spec",
+        names=("demo", "city100", "city100-samesize"),
     )
     device: str = option(
         "auto",
@@ -135,16 +141,19 @@ class Settings:
     cache_dir: str | None = option(
         None,
         "where embeddings and image checks are cached (default: .metatrace_cache under "
-        "rootdir, or $METATRACE_CACHE_DIR)",
+        f"rootdir, or $METATRACE_CACHE_DIR); {RELATIVE}",
         metavar="DIR",
+        path="file",
         env="METATRACE_CACHE_DIR",
     )
     store: str | None = option(
         None,
         "shared embedding store: a directory or fsspec URL (s3://, gs://, a network file "
         "system) holding content-addressed Parquet shards, safe for many writers on many "
-        "machines (needs the 'ray' extra); default: the local SQLite cache under the cache dir",
+        "machines (needs the 'ray' extra); default: the local SQLite cache under the cache dir; "
+        f"a directory is {RELATIVE}",
         metavar="URL",
+        path="file",
     )
     ray: str | None = option(
         None,
@@ -162,15 +171,16 @@ class Settings:
     )
     report: str = option(
         DEFAULT_REPORT_PATH,
-        "where to write the HTML audit report (relative to the current directory, like "
-        "--junitxml and --metatrace-json); 'none' to skip it",
+        f"where to write the HTML audit report ({RELATIVE}); 'none' to skip it",
         metavar="PATH",
+        path="file",
+        names=("none",),
     )
     json: str | None = option(
         None,
-        "also write every record with its provenance to this JSON file (relative to the "
-        "current directory, like --junitxml)",
+        f"also write every record with its provenance to this JSON file ({RELATIVE})",
         metavar="PATH",
+        path="file",
     )
     threshold: tuple[str, ...] = option(
         (),
@@ -182,16 +192,17 @@ class Settings:
     save_baseline: str | None = option(
         None,
         "at the end of the run, save every record (with intervals and per-image scores), the "
-        "encoder fingerprints and the protocol settings to this baseline file (relative to "
-        "the current directory)",
+        f"encoder fingerprints and the protocol settings to this baseline file ({RELATIVE})",
         metavar="PATH",
+        path="file",
     )
     baseline: str | None = option(
         None,
         "compare every gated record with this baseline file: a gate fails when the trace grew "
         "significantly (lower end of the 95 percent interval of candidate - baseline, paired "
-        "over the same test images, above the tolerance)",
+        f"over the same test images, above the tolerance); {RELATIVE}",
         metavar="PATH",
+        path="file",
     )
     baseline_tolerance: tuple[str, ...] = option(
         (),
@@ -211,10 +222,11 @@ class Settings:
     markdown: str | None = option(
         None,
         "also write a GitHub-flavoured Markdown summary (failing gates first, then a table per "
-        "audit) to this file (relative to the current directory); under GitHub Actions "
+        f"audit) to this file ({RELATIVE}); under GitHub Actions "
         "($GITHUB_STEP_SUMMARY set) the summary of a run with records is appended there "
         "even without this option",
         metavar="PATH",
+        path="file",
     )
     probe_mode: str = option(
         "protocol",
@@ -259,6 +271,30 @@ class Settings:
     )
     #: the audits' own settings objects, by audit name (see :meth:`of`)
     audits: Mapping[str, Any] = field(default_factory=dict)
+    #: where each option's value came from, by attribute (see :meth:`where`)
+    origins: Mapping[str, OptionOrigin] = field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, attr: str, value: str | None = None) -> str:
+        """The option as the user set it, for messages: source, text as written, base folder.
+
+        ``settings.where("data", spec)``: ``metatrace_data = audit-data in
+        /x/pyproject.toml (relative to /x)``, or ``--metatrace-data=audit-data
+        (relative to /x/sub)``; ``value`` picks one item of a repeatable option.
+        """
+        origin = self.origins.get(attr)
+        if origin is None:
+            dashed = attr.replace("_", "-")
+            return f"--metatrace-{dashed}" + (f"={value}" if value is not None else "")
+        return origin.describe(value)
+
+    def given(self, attr: str, value: str) -> str:
+        """The text as written for ``value``, one resolved item of option ``attr``.
+
+        Registered names are looked up by this text: a relative folder of the same
+        name resolved to an absolute path does not hide them.
+        """
+        origin = self.origins.get(attr)
+        return origin.given_text(value) if origin is not None else value
 
     def of(self, cls: type[T]) -> T:
         """The settings object of the audit whose spec declares ``cls`` (typed).
@@ -275,7 +311,7 @@ class Settings:
 
     def __getattr__(self, name: str) -> Any:
         """An audit's option by attribute (``settings.pairs_crop``), typed ``Any``."""
-        if name.startswith("__") or name == "audits":
+        if name.startswith("__") or name in ("audits", "origins"):
             raise AttributeError(name)
         for value in self.__dict__.get("audits", {}).values():
             if name in {f.name for f in fields(value)}:
@@ -308,14 +344,18 @@ class Settings:
     @classmethod
     def from_config(cls, config: pytest.Config, registry: AuditRegistry | None = None) -> Settings:
         """Resolve the core options and those of every registered audit against ``config``."""
-        core = {opt.attr: resolve_option(config, opt) for opt in core_options()}
+        origins: dict[str, OptionOrigin] = {}
+
+        def resolve(opt: Option) -> Any:
+            value, origins[opt.attr] = resolve_option_origin(config, opt)
+            return value
+
+        core = {opt.attr: resolve(opt) for opt in core_options()}
         audits: dict[str, Any] = {}
         for spec in registry.specs() if registry is not None else ():
             if spec.settings is not None:
-                audits[spec.name] = spec.settings(
-                    **{o.attr: resolve_option(config, o) for o in spec.options}
-                )
-        return cls(**core, audits=audits)
+                audits[spec.name] = spec.settings(**{o.attr: resolve(o) for o in spec.options})
+        return cls(**core, audits=audits, origins=origins)
 
 
 def _plain(value: Any) -> Any:

@@ -463,7 +463,8 @@ def test_a_malformed_manifest_fails_with_one_clear_message(pytester: pytest.Pyte
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert err.count("lacks column(s)") == 1
-    assert "--metatrace-data=m.csv: manifest m.csv lacks column(s) ['path']" in err
+    where = f"--metatrace-data=m.csv (relative to {pytester.path})"
+    assert f"{where}: manifest {pytester.path / 'm.csv'} lacks column(s) ['path']" in err
     assert "During handling" not in err and "Traceback" not in err
 
 

@@ -48,6 +48,12 @@ def with_smartphone_column(dataset: Dataset, table: Any) -> Dataset:
     return dataset
 
 
+def _named(settings: Settings, attr: str, spec: str, registry: Any) -> str:
+    """``spec`` as written when that is a registered name (it wins over a same-named folder)."""
+    named = settings.given(attr, spec)
+    return named if registry is not None and registry.get(named) is not None else spec
+
+
 def load_acquisition_dataset(
     settings: Settings, *, cache_dir: Path, registry: Any = None, progress: Any = None
 ) -> Dataset:
@@ -67,7 +73,7 @@ def load_acquisition_dataset(
             exif_dir, cache_dir=cache_dir, max_pixels=max_pixels, table=table, progress=progress
         )
     dataset = load_dataset(
-        own.acquisition_data,
+        _named(settings, "acquisition_data", own.acquisition_data, registry),
         cache_dir=cache_dir,
         max_pixels=max_pixels,
         registry=registry,
@@ -98,6 +104,7 @@ def load_sweep_data(context: DataContext) -> Dataset | None:
     spec = context.settings.of(AcquisitionSettings).sweep_data
     if spec in ("none", "pairs"):
         return None
+    spec = _named(context.settings, "sweep_data", spec, context.dataset_registry)
     return load_dataset(
         "demo" if spec == "auto" else spec,
         cache_dir=context.cache_dir,

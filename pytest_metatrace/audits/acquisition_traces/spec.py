@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_metatrace.options import non_negative_int, option, positive_int
+from pytest_metatrace.options import RELATIVE, non_negative_int, option, positive_int
 from pytest_metatrace.spec import AuditSpec, DataSpec, GateFamily, MetricSpec, SectionSpec
 
 if TYPE_CHECKING:
@@ -45,21 +45,26 @@ class AcquisitionSettings:
         "city100",
         "data of the acquisition audit: city100 (built-in camera/phone pairs), city100-samesize "
         "(resize control: both sides at 840x600), or a CSV manifest / folder whose metadata "
-        "columns hold make, model, smartphone, exposure, aperture, iso, focal_length",
+        "columns hold make, model, smartphone, exposure, aperture, iso, focal_length; paths "
+        f"{RELATIVE}",
         metavar="SPEC",
+        path="spec",
+        names=("city100", "city100-samesize", "demo"),
     )
     exif_data: str | None = option(
         None,
         "folder of photos straight from cameras and phones, labelled by their EXIF, for the "
         "acquisition audit (first sub-folder = group, e.g. photographer); overrides "
-        "--metatrace-acquisition-data",
+        f"--metatrace-acquisition-data; {RELATIVE}",
         metavar="DIR",
+        path="file",
     )
     smartphone_table: str | None = option(
         None,
         "CSV make,model,smartphone (model a regex, smartphone yes/no) whose rows take "
-        "precedence over the built-in smartphone table",
+        f"precedence over the built-in smartphone table; {RELATIVE}",
         metavar="CSV",
+        path="file",
     )
     min_per_class: int = option(
         10,
@@ -79,8 +84,10 @@ class AcquisitionSettings:
         "the mask sweep's semantic curve: auto (default: the acquisition data's pairs when it "
         "has them - City100: recall@1 of the other device's photo of the same postcard, no "
         "extra forwards - else kNN on the demo set), pairs, none (skip the sweep), or a "
-        "labelled set (demo, a folder, a manifest) for a kNN curve",
+        f"labelled set (demo, a folder, a manifest) for a kNN curve; paths {RELATIVE}",
         metavar="SPEC",
+        path="spec",
+        names=("auto", "pairs", "none", "demo", "city100", "city100-samesize"),
     )
     agreement_own_group: str = option(
         "exclude",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_metatrace.options import crop_area, option
+from pytest_metatrace.options import RELATIVE, crop_area, option
 from pytest_metatrace.spec import AuditSpec, DataSpec, GateFamily, MetricSpec, SectionSpec
 
 if TYPE_CHECKING:
@@ -22,8 +22,11 @@ class RetrievalSettings:
         "city100",
         "paired photos for the cross-camera retrieval audit: 'city100' (built-in camera/phone "
         "pairs), a folder (<subject>/<camera type>.jpg), a CSV manifest (path,subject,camera) "
-        "or hf:OWNER/NAME[@SPLIT] (e.g. hf:CTU-OU/PairCams, needs the 'pairs' extra)",
+        "or hf:OWNER/NAME[@SPLIT] (e.g. hf:CTU-OU/PairCams, needs the 'pairs' extra); paths "
+        f"{RELATIVE}",
         metavar="SPEC",
+        path="spec",
+        names=("city100",),
     )
     pairs_camera: tuple[str, ...] = option(
         (),

@@ -86,9 +86,13 @@ def local_path(text: str, what: str, *, directory: bool = False) -> Path:
     ok = path.is_dir() if directory else path.is_file()
     if not ok:
         kind = "directory" if directory else "file"
+        relative = not Path(text).expanduser().is_absolute()
+        where = (
+            f" (relative paths start at the current directory, {Path.cwd()})" if relative else ""
+        )
         raise EncoderSpecError(
-            f"{what} {kind} not found: {path} (relative paths start at the current directory, "
-            f"{Path.cwd()}); check the path or download the weights there first"
+            f"{what} {kind} not found: {path}{where}; check the path or download the weights "
+            "there first"
         )
     return path
 
