@@ -240,6 +240,9 @@ def metatrace_embeddings(metatrace_encoder: Encoder, request: pytest.FixtureRequ
             on_dataset=describe,
         )
         state.embeddings[metatrace_encoder.id] = emb
+        from pytest_metatrace.analysis import memo
+
+        memo.activate(cache_dir(config) / "analyses")  # analyses cached beside the embeddings
     return emb
 
 

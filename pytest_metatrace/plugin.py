@@ -99,6 +99,15 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return 0
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop caching analyses under this session's cache (a later in-process run has its own)."""
+    import sys
+
+    memo = sys.modules.get("pytest_metatrace.analysis.memo")
+    if memo is not None:
+        memo.deactivate()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Create the per-process state; check every option's value early; add the audits' fixtures."""
     config.addinivalue_line(
@@ -510,6 +519,11 @@ class Controller:
             f"metatrace: embeddings computed {ex.computed}, reused from cache {ex.reused} "
             f"({describe_backend(get_settings(config), cache_dir(config))})"
         )
+        if ex.analyses_computed or ex.analyses_reused:
+            tr.write_line(
+                f"metatrace: analyses (probes, maps) computed {ex.analyses_computed}, "
+                f"reused from cache {ex.analyses_reused}"
+            )
         if state.json_path is not None:
             tr.write_line(f"metatrace: JSON written to {state.json_path}")
         if state.report_path is not None:

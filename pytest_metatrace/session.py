@@ -80,9 +80,13 @@ class ExtractTotals:
     images_decoded: int = 0
     wall_s: float = 0.0
     needed: dict[str, int] = field(default_factory=dict)  #: see ``ExtractStats.needed``
+    analyses_computed: int = 0  #: probes, sweeps and maps computed (analysis.memo)
+    analyses_reused: int = 0  #: ... and read back from the analysis cache
 
     def add(self, data: Mapping[str, Any]) -> None:
         """Add one process's delta."""
+        self.analyses_computed += int(data.get("analyses_computed", 0))
+        self.analyses_reused += int(data.get("analyses_reused", 0))
         self.computed += int(data.get("computed", 0))
         self.reused_sum += int(data.get("reused", 0))
         self.images_decoded += int(data.get("images_decoded", 0))
@@ -195,6 +199,10 @@ class MetatraceSession:
                         "reused": self.extract.reused,
                         "images_decoded": self.extract.images_decoded,
                         "extraction_s": self.extract.wall_s,
+                    },
+                    "analyses": {
+                        "computed": self.extract.analyses_computed,
+                        "reused": self.extract.analyses_reused,
                     },
                 },
                 "choices": self.choices,

@@ -34,6 +34,8 @@ class ProcessState:
     _versions: dict[str, str | None] | None = None
     _extract_seen: dict[str, float] = field(default_factory=dict)
     _retired: dict[str, float] = field(default_factory=dict)
+    #: this process's analysis counts when the session began (the counters are per process)
+    _analyses_base: tuple[int, int] = field(default_factory=lambda: _analysis_counts())
 
     def versions(self) -> dict[str, str | None]:
         """Package versions, computed once per process."""
@@ -78,9 +80,19 @@ class ProcessState:
         for emb in self.embeddings.values():
             for key, value in _stats_dict(emb).items():
                 totals[key] = totals.get(key, 0.0) + value
+        computed, reused = _analysis_counts()
+        totals["analyses_computed"] = float(computed - self._analyses_base[0])
+        totals["analyses_reused"] = float(reused - self._analyses_base[1])
         delta = {k: v - self._extract_seen.get(k, 0.0) for k, v in totals.items()}
         self._extract_seen = totals
         return {k: v for k, v in delta.items() if v}
+
+
+def _analysis_counts() -> tuple[int, int]:
+    from pytest_metatrace.analysis.memo import stats
+
+    st = stats()
+    return st.computed, st.reused
 
 
 def _stats_dict(emb: Any) -> dict[str, float]:

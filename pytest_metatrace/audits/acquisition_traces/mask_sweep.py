@@ -439,7 +439,32 @@ def embedding_map(
     seed: int = 0,
     mask_ratio: float | None = None,
 ) -> EmbeddingMap:
-    """t-SNE of ``features`` to 2-D, perplexity ``min(30, (N - 1) / 3)``, seeded."""
+    """t-SNE of ``features`` to 2-D, perplexity ``min(30, (N - 1) / 3)``, seeded.
+
+    Cached by its inputs (:mod:`pytest_metatrace.analysis.memo`).
+    """
+    from pytest_metatrace.analysis.memo import cached
+
+    return cached(
+        "embedding_map",
+        {"labels": list(labels), "ids": list(ids), "target": target, "seed": seed,
+         "mask_ratio": mask_ratio},
+        [features],
+        lambda: _embedding_map(
+            features, labels, ids, target=target, seed=seed, mask_ratio=mask_ratio
+        ),
+    )  # fmt: skip
+
+
+def _embedding_map(
+    features: np.ndarray,
+    labels: Sequence[str],
+    ids: Sequence[str],
+    *,
+    target: str,
+    seed: int,
+    mask_ratio: float | None,
+) -> EmbeddingMap:
     from sklearn.manifold import TSNE
 
     x = _normalize(features)

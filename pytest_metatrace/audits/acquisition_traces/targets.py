@@ -323,8 +323,38 @@ def run_acquisition_probe(
     """Fit ``probe`` (a :class:`LinearProbe`) on the split's training side, score the test side.
 
     ``features`` holds one row per dataset item (the split indexes it);
-    ``ids`` the items' ids, for the per-image scores.
+    ``ids`` the items' ids, for the per-image scores. Cached by its inputs
+    (:mod:`pytest_metatrace.analysis.memo`).
     """
+    from pytest_metatrace.analysis.memo import cached
+    from pytest_metatrace.analysis.sgd import resolve_device
+
+    return cached(
+        "acquisition_probe",
+        {
+            "probe": probe,
+            "device": resolve_device(getattr(probe, "device", "auto")).type,
+            "split": split.to_dict(),
+            "ids": list(ids),
+            "mask_ratio": mask_ratio,
+            "seed": seed,
+        },
+        [features, split.train, split.test, split.y_train, split.y_test],
+        lambda: _run_acquisition_probe(
+            features, split, probe, ids=ids, mask_ratio=mask_ratio, seed=seed
+        ),
+    )
+
+
+def _run_acquisition_probe(
+    features: np.ndarray,
+    split: AcquisitionSplit,
+    probe: Any,
+    *,
+    ids: Sequence[str],
+    mask_ratio: float | None,
+    seed: int,
+) -> AcquisitionProbeResult:
     probe.fit(features[split.train], split.y_train, n_classes=len(split.classes))
     res = probe.evaluate(features[split.test], split.y_test)
     correct = (res.predictions == res.labels).astype(np.float64)

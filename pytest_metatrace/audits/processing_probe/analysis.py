@@ -396,10 +396,46 @@ def run_processing_probe(
 
     ``train[c]`` / ``test[c]``: ``(N, D)`` embeddings of the training / test
     images processed with class ``c``; ``classes``: the parameter group's
-    classes (e.g. ``PARAMETER_GROUPS["jpeg"].classes``).
+    classes (e.g. ``PARAMETER_GROUPS["jpeg"].classes``). Cached by its inputs
+    (:mod:`pytest_metatrace.analysis.memo`).
     """
+    from pytest_metatrace.analysis.memo import cached
+    from pytest_metatrace.analysis.sgd import resolve_device
+
+    chosen = probe if probe is not None else LinearProbe()
+    names = [str(c) for c in classes] if not isinstance(classes, str) else [classes]
+    return cached(
+        "processing_probe",
+        {
+            "probe": chosen,
+            "device": resolve_device(chosen.device).type,
+            "classes": names,
+            "seeds": seeds if isinstance(seeds, (int, np.integer)) else list(seeds),
+            "base_seed": base_seed,
+            "std_ddof": std_ddof,
+            "interval_level": interval_level,
+            "n_boot": n_boot,
+        },
+        lambda: [train[c] for c in names] + [test[c] for c in names],
+        lambda: _run_processing_probe(
+            train, test, classes, chosen, seeds, base_seed, std_ddof, interval_level, n_boot
+        ),
+    )
+
+
+def _run_processing_probe(
+    train: Mapping[str, ArrayLike | torch.Tensor],
+    test: Mapping[str, ArrayLike | torch.Tensor],
+    classes: Sequence[str],
+    probe: LinearProbe,
+    seeds: int | Sequence[int],
+    base_seed: int,
+    std_ddof: int,
+    interval_level: float,
+    n_boot: int,
+) -> ProcessingProbeResult:
     estimator = ProcessingProbe(
-        probe=probe if probe is not None else LinearProbe(),
+        probe=probe,
         seeds=seeds,
         base_seed=base_seed,
         std_ddof=std_ddof,
