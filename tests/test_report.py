@@ -1075,6 +1075,15 @@ def test_retrieval_counts_every_failed_query_not_only_those_shown(page: str) -> 
     ) in section
 
 
+def test_empty_lists_and_mappings_read_as_none_not_as_brackets() -> None:
+    doc = make_document()
+    doc["datasets"][0].update(ignored_examples=[], ignored_extensions={}, notes={})
+    html = render_html(doc)
+    datasets = section_html(html, "datasets")
+    assert datasets.count('<span class="muted">none</span>') >= 3
+    assert ">[]<" not in html and ">{}<" not in html
+
+
 def test_passing_run_says_so() -> None:
     doc = make_document()
     doc["records"] = [r for r in doc["records"] if not r["gate"] or r["gate"]["passed"]]
