@@ -174,9 +174,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not _uses_plugin_args(config):
         return None
     settings = get_settings(config)
+    # as the user wrote them (relative paths stay short; messages name them resolved)
+    encoders = ", ".join(settings.given("encoder", e) for e in settings.encoder)
+    data = ", ".join(settings.given("data", d) for d in settings.data)
     return [
-        f"metatrace: encoders {', '.join(settings.encoder)}; "
-        f"data {', '.join(settings.data)}; device {settings.device}; " + describe_backend(settings)
+        f"metatrace: encoders {encoders}; data {data}; device {settings.device}; "
+        + describe_backend(settings)
     ]
 
 
