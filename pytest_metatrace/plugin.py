@@ -20,6 +20,8 @@ from pytest_metatrace import hookspec
 from pytest_metatrace._backend import check_backend, describe_backend
 from pytest_metatrace._files import atomic_write_text
 from pytest_metatrace._omp import set_passive_omp_wait
+from pytest_metatrace._relay import WORKERINPUT_KEY as RELAY_KEY
+from pytest_metatrace._relay import ProgressRelay
 from pytest_metatrace.baseline import (
     active_baseline,
     baseline_choices,
@@ -172,9 +174,12 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not _uses_plugin_args(config):
         return None
     settings = get_settings(config)
+    # as the user wrote them (relative paths stay short; messages name them resolved)
+    encoders = ", ".join(settings.given("encoder", e) for e in settings.encoder)
+    data = ", ".join(settings.given("data", d) for d in settings.data)
     return [
-        f"metatrace: encoders {', '.join(settings.encoder)}; "
-        f"data {', '.join(settings.data)}; device {settings.device}; " + describe_backend(settings)
+        f"metatrace: encoders {encoders}; data {data}; device {settings.device}; "
+        + describe_backend(settings)
     ]
 
 
@@ -400,6 +405,23 @@ class Controller:
         self.session = session
         self.markdown_path: Path | None = None  #: where ``--metatrace-markdown`` was written
         self.step_summary_path: Path | None = None  #: ``$GITHUB_STEP_SUMMARY``, once appended
+        self.relay: ProgressRelay | None = None  #: xdist workers' progress lines, shown live
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """pytest-xdist: give each worker the folder its progress lines go to."""
+        if self.relay is None:
+            reporter = node.config.pluginmanager.getplugin("terminalreporter")
+            if reporter is None:
+                return
+            def write(line: str) -> None:
+                # xdist's progress dots are not a line pytest knows about: end them first
+                if reporter._tw.width_of_current_line:
+                    reporter._tw.line()
+                reporter.write_line(line)
+
+            self.relay = ProgressRelay(write)
+        node.workerinput[RELAY_KEY] = str(self.relay.folder())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Generator[None, None, None]:
@@ -415,6 +437,8 @@ class Controller:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """On the controller: write ``--metatrace-json`` and the HTML report."""
+        if self.relay is not None:
+            self.relay.close()  # the workers' last progress lines, before the summary
         config = session.config
         state = self.session
         used = any(t.get("uses_metatrace") for t in state.tests.values()) or state.records

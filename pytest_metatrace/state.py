@@ -145,8 +145,12 @@ class _TerminalProgressWriter:
         capman = self.config.pluginmanager.getplugin("capturemanager")
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
         if hasattr(self.config, "workerinput") or reporter is None:
-            # xdist workers have no terminal; their progress goes to stderr.
-            print(line, file=sys.__stderr__, flush=True)
+            # xdist workers have no terminal: the controller shows their lines (_relay.py);
+            # without a relay (another controller), they go to stderr.
+            from pytest_metatrace._relay import worker_line
+
+            if not worker_line(getattr(self.config, "workerinput", {}), line):
+                print(line, file=sys.__stderr__, flush=True)
             return
         quiet = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
         with quiet:

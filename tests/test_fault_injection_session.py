@@ -413,14 +413,17 @@ def test_dataset_and_weight_errors_are_shown_once(
     result.assert_outcomes(errors=7)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     out = _reports(result)
+    # relative command-line paths are named as resolved, against the folder pytest ran in
+    bad, garbage = project.path / "bad", project.path / "garbage.bin"
     dataset = (
-        "cannot load dataset 'bad': dataset 'bad': classes ['0', '1'] have fewer than 2 images"
+        f"cannot load dataset '{bad}': dataset 'bad': classes ['0', '1'] have fewer than 2 images"
     )
-    weights = "cannot load encoder 'timm:resnet18@garbage.bin': "
+    weights = f"cannot load encoder 'timm:resnet18@{garbage}': "
     assert out.count(dataset) == 1 and out.count(weights) == 1, out
-    assert "cannot read the weights in garbage.bin: it is not a PyTorch state dict" in out
+    assert f"cannot read the weights in {garbage}: it is not a PyTorch state dict" in out
     first = re.escape("(the same error as in test_dataset_and_weight_errors_are_shown_once.py::")
-    assert len(re.findall(rf"cannot load dataset 'bad' {first}test_data\[bad-0\]", out)) == 3
+    again = rf"cannot load dataset '{re.escape(str(bad))}' {first}test_data\[bad-0\]"
+    assert len(re.findall(again, out)) == 3
     assert len(re.findall(rf"cannot load encoder '[^']+' {first}test_embed\[", out)) == 2
     assert "Traceback" not in out
 

@@ -513,6 +513,8 @@ def retrieval_records(seed: int, thumbs: dict[str, str]) -> list[dict[str, Any]]
                         "retrieved_similarity": 0.74,
                     }
                 ],
+                "missed": {"same": 17, "different": 25},
+                "limit": 8,
             }
     return records
 
@@ -1063,6 +1065,23 @@ def test_checks_reported_not_gating_do_not_fail_the_page() -> None:
     assert "Failing gates" not in html
     assert "above, not gating" in html
     assert '<span class="k">reported, not gating</span>' in html
+
+
+def test_retrieval_counts_every_failed_query_not_only_those_shown(page: str) -> None:
+    section = section_html(page, "sec-cross-camera-retrieval")
+    assert (
+        "margins and failed queries (17 missed with same-camera negatives, 25 with other-camera "
+        "ones; the 1 with the smallest margins shown)"
+    ) in section
+
+
+def test_empty_lists_and_mappings_read_as_none_not_as_brackets() -> None:
+    doc = make_document()
+    doc["datasets"][0].update(ignored_examples=[], ignored_extensions={}, notes={})
+    html = render_html(doc)
+    datasets = section_html(html, "datasets")
+    assert datasets.count('<span class="muted">none</span>') >= 3
+    assert ">[]<" not in html and ">{}<" not in html
 
 
 def test_passing_run_says_so() -> None:

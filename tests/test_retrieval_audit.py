@@ -81,6 +81,12 @@ def test_folder_and_manifest_runs_detect_the_trace_gate_and_agree(pairs_project)
             same = recs[(f"{protocol}/{camera}", "recall_at_1_same")]["value"]
             diff = recs[(f"{protocol}/{camera}", "recall_at_1_different")]["value"]
             assert gap["value"] == pytest.approx(diff - same)
+            # every miss is counted, whether or not its thumbnail is shown
+            missed = gap["details"]["failures"]["missed"]
+            assert missed == {
+                "same": round((1 - same) * SUBJECTS),
+                "different": round((1 - diff) * SUBJECTS),
+            }
             assert gap["gate"]["key"] == "retrieval.recall_gap"
             margin = recs[(f"{protocol}/{camera}", "margin_gap")]
             assert margin["gate"]["threshold"] == 0.05 and margin["value"] > 0.05

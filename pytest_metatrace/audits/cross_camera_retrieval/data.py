@@ -44,7 +44,8 @@ def failure_gallery(
     """Failed queries of both settings: query, true pair and wrongly retrieved photo, as thumbnails.
 
     Thumbnails show what the encoder was given (the crop, under the crop
-    protocol); each photo's thumbnail is made once.
+    protocol); each photo's thumbnail is made once. At most ``limit`` per
+    setting are shown (smallest margins first); ``missed`` counts them all.
     """
     from pytest_metatrace.data.thumbs import thumbnail_uri
 
@@ -59,10 +60,12 @@ def failure_gallery(
         return item.id
 
     failures = []
+    counts: dict[str, int] = {}
     for setting in ("same", "different"):
         scores = getattr(result, setting)
         retrieved_camera = result.query_camera if setting == "same" else result.other_camera
         missed = [i for i, hit in enumerate(scores.recall_at_1) if not hit]
+        counts[setting] = len(missed)
         for i in sorted(missed, key=lambda k: (scores.margin[k], k))[:limit]:
             j = scores.hardest[i]
             failures.append(
@@ -79,4 +82,4 @@ def failure_gallery(
                     "retrieved_similarity": scores.positive[i] - scores.margin[i],
                 }
             )
-    return {"thumbs": thumbs, "queries": failures}
+    return {"thumbs": thumbs, "queries": failures, "missed": counts, "limit": limit}

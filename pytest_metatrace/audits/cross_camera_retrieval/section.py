@@ -134,6 +134,15 @@ def _margin_chart(r: QueryCameraResult, title: str) -> Markup:
     )
 
 
+def _missed(details: dict[str, Any]) -> str:
+    """``"17 with same-camera negatives, 2 with other-camera ones"``, or "" (old documents)."""
+    counts = (details.get("failures") or {}).get("missed")
+    if not isinstance(counts, dict):
+        return ""
+    same, diff = counts.get("same"), counts.get("different")
+    return f"{same} missed with same-camera negatives, {diff} with other-camera ones"
+
+
 def _failures(details: dict[str, Any]) -> list[dict[str, Any]]:
     gallery = details.get("failures") or {}
     thumbs = {str(k): safe_image_uri(v) for k, v in (gallery.get("thumbs") or {}).items()}
@@ -203,6 +212,7 @@ def retrieval_context(records: list[dict[str, Any]], document: dict[str, Any]) -
                 "margin_gate": gates.get((*key, "margin_gap")),
                 "margins": _margin_chart(r, f"Margins, {name}, {protocol}"),
                 "failures": _failures(details),
+                "missed": _missed(details),
                 "name": name,
             }
         )
