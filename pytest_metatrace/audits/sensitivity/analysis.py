@@ -62,6 +62,7 @@ from pytest_metatrace.audits.sensitivity.search import (
     bisect_search,
     hypothesis_search,
 )
+from pytest_metatrace.results import Record, jsonable
 
 if TYPE_CHECKING:
     from pytest_metatrace.data import Dataset
@@ -206,7 +207,7 @@ class SensitivityResult:
 
     parameter: str  #: e.g. ``jpeg``; the gate key is ``sensitivity.<parameter>``
     title: str  #: human-readable parameter name
-    unit: str  #: what a grid value is (``quality``, ``factor``)
+    parameter_unit: str  #: what a grid value is (``quality``, ``factor``)
     reference: str  #: the reference view, ``jpeg95_444``
     method: str  #: ``bisect`` or ``hypothesis``
     verdict: str  #: ``detected`` (some step), ``none detected`` or ``undecided``
@@ -234,6 +235,33 @@ class SensitivityResult:
         out = asdict(self)
         out["steps"] = [s.to_dict() for s in self.steps]
         return out
+
+    @property
+    def unit(self) -> str:
+        """The record's unit: how a step size is measured."""
+        return "quality points" if self.parameter_unit == "quality" else "factor change"
+
+    def to_records(self, *, encoder: str, dataset: str) -> list[Record]:
+        """One ``sensitivity`` / ``smallest_step`` record: the smallest detected step's size.
+
+        The value is null when no step of the grid was detected or the test
+        set was too small to decide (``details["verdict"]`` says which); the
+        per-step accuracies with their intervals are in ``details["steps"]``.
+        """
+        value = self.smallest_size if self.smallest_size is not None else float("nan")
+        return [
+            Record(
+                audit="sensitivity",
+                metric="smallest_step",
+                value=value,
+                encoder=encoder,
+                dataset=dataset,
+                parameter=self.parameter,
+                unit=self.unit,
+                details=jsonable(self.to_dict()),
+                provenance={"sensitivity": jsonable(self.settings)},
+            )
+        ]
 
 
 class _StepMemo:
@@ -380,7 +408,7 @@ def sensitivity_search(
     return SensitivityResult(
         parameter=grid.parameter,
         title=grid.title,
-        unit=grid.unit,
+        parameter_unit=grid.unit,
         reference=REFERENCE,
         method=method,
         verdict=verdict,

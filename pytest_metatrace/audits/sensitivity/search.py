@@ -109,8 +109,8 @@ GRIDS: dict[str, StepGrid] = {
             95.0,
             "quality",
         ),
-        StepGrid("sharpening", "Sharpening", "sharpen", _linspace(1.05, 3.0, 0.05), 1.0, "factor"),
-        StepGrid("resizing", "Downscaling", "resize", _linspace(0.95, 0.5, -0.05), 1.0, "factor"),
+        StepGrid("sharpen", "Sharpening", "sharpen", _linspace(1.05, 3.0, 0.05), 1.0, "factor"),
+        StepGrid("resize", "Downscaling", "resize", _linspace(0.95, 0.5, -0.05), 1.0, "factor"),
     )
 }
 

@@ -41,14 +41,12 @@ FAST_PROBE = LinearProbe(mode="lbfgs", lbfgs_c=1.0, device="cpu")
 
 # --------------------------------------------------------------------------- grids
 def test_grids_are_monotone_parametric_views() -> None:
-    assert set(GRIDS) == {"jpeg", "sharpening", "resizing"}
+    assert set(GRIDS) == {"jpeg", "sharpen", "resize"}
     assert GRIDS["jpeg"].names()[:2] == ["jpeg94_444", "jpeg93_444"]
     assert GRIDS["jpeg"].names()[-1] == "jpeg50_444"
-    assert GRIDS["sharpening"].names()[:2] == ["sharpen1.05", "sharpen1.1"]
-    assert GRIDS["sharpening"].names()[-1] == "sharpen3"
-    assert GRIDS["resizing"].names() == [
-        f"resize0.{k}" for k in (95, 9, 85, 8, 75, 7, 65, 6, 55, 5)
-    ]
+    assert GRIDS["sharpen"].names()[:2] == ["sharpen1.05", "sharpen1.1"]
+    assert GRIDS["sharpen"].names()[-1] == "sharpen3"
+    assert GRIDS["resize"].names() == [f"resize0.{k}" for k in (95, 9, 85, 8, 75, 7, 65, 6, 55, 5)]
     for grid in GRIDS.values():
         sizes = [grid.size(i) for i in range(len(grid))]
         assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes) and sizes[0] > 0
@@ -180,7 +178,7 @@ class _KnownAnswerEmbeddings:
 DATASET = SimpleNamespace(fingerprint="known-answer-data", id="known")
 
 
-@pytest.mark.parametrize(("parameter", "s0"), [("jpeg", 12.5), ("sharpening", 0.42)])
+@pytest.mark.parametrize(("parameter", "s0"), [("jpeg", 12.5), ("sharpen", 0.42)])
 @pytest.mark.parametrize("method", ["bisect", "hypothesis"])
 def test_search_finds_the_known_threshold(parameter: str, s0: float, method: str) -> None:
     grid = GRIDS[parameter]
@@ -244,7 +242,7 @@ def test_search_reruns_from_the_memo_and_computes_nothing(tmp_path: Path) -> Non
 
 
 def test_hypothesis_search_replays_from_its_database_on_rerun(tmp_path: Path) -> None:
-    grid = GRIDS["resizing"]
+    grid = GRIDS["resize"]
     kwargs: dict[str, Any] = {"probe": FAST_PROBE, "method": "hypothesis", "cache_dir": tmp_path}
     first = sensitivity_search(
         _KnownAnswerEmbeddings(grid, 0.22),  # type: ignore[arg-type]
