@@ -67,6 +67,7 @@ from pytest_metatrace.results import Record, jsonable
 if TYPE_CHECKING:
     from pytest_metatrace.data import Dataset
     from pytest_metatrace.embeddings import Embeddings
+    from pytest_metatrace.settings import Settings
 
 __all__ = [
     "CHANCE",
@@ -77,6 +78,7 @@ __all__ = [
     "Verdict",
     "detect_step",
     "paired_hits",
+    "sensitivity",
     "sensitivity_search",
 ]
 
@@ -425,4 +427,38 @@ def sensitivity_search(
         n_test_images=n_test,
         settings=params,
         wall_time_s=time.perf_counter() - start,
+    )
+
+
+def sensitivity(
+    embeddings: Embeddings, dataset: Dataset, parameter: str, settings: Settings
+) -> SensitivityResult:
+    """The sensitivity search of one parameter, as the built-in audit runs it.
+
+    ``parameter`` is a key of :data:`~pytest_metatrace.audits.sensitivity.search.GRIDS`
+    (``jpeg``, ``sharpen``, ``resize``); the probe is the session's with a
+    third of its search trials, the seeds, margin and search method come from
+    the audit's options, and the step memo and Hypothesis database live under
+    the embeddings' cache folder. Raises :class:`ProbeInputError` when the
+    data cannot support the probe.
+    """
+    from pytest_metatrace.analysis.probe import probe_from_settings
+    from pytest_metatrace.audits.sensitivity.search import get_grid
+    from pytest_metatrace.audits.sensitivity.spec import SensitivitySettings
+
+    own = settings.of(SensitivitySettings)
+    try:
+        grid = get_grid(parameter)
+    except KeyError as exc:
+        raise ProbeInputError(str(exc.args[0])) from None
+    return sensitivity_search(
+        embeddings,
+        dataset,
+        grid,
+        probe=probe_from_settings(settings, trial_share=3),
+        seeds=own.sensitivity_seeds,
+        base_seed=settings.seed,
+        margin=own.sensitivity_margin,
+        method=own.sensitivity_search,
+        cache_dir=getattr(embeddings, "cache_dir", None),
     )

@@ -16,8 +16,16 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_metatrace import Dataset, Embeddings, Encoder, ProbeInputError, Recorder, Settings
-from pytest_metatrace.audits.sensitivity.spec import PARAMETERS
+from pytest_metatrace import (
+    SENSITIVITY_PARAMETERS,
+    Dataset,
+    Embeddings,
+    Encoder,
+    ProbeInputError,
+    Recorder,
+    Settings,
+    sensitivity,
+)
 
 __all__ = ["pytestmark", "test_sensitivity"]
 
@@ -25,9 +33,8 @@ __all__ = ["pytestmark", "test_sensitivity"]
 pytestmark = pytest.mark.metatrace_audit("sensitivity")
 
 
-@pytest.mark.parametrize("parameter", PARAMETERS)
+@pytest.mark.parametrize("parameter", SENSITIVITY_PARAMETERS)
 def test_sensitivity(
-    request: pytest.FixtureRequest,
     metatrace_encoder: Encoder,
     metatrace_dataset: Dataset,
     metatrace_embeddings: Embeddings,
@@ -35,33 +42,14 @@ def test_sensitivity(
     metatrace_settings: Settings,
     parameter: str,
 ) -> None:
-    from pytest_metatrace.analysis.probe import probe_from_settings
-    from pytest_metatrace.audits.sensitivity.analysis import sensitivity_search
-    from pytest_metatrace.audits.sensitivity.search import get_grid
-    from pytest_metatrace.audits.sensitivity.spec import SensitivitySettings
-    from pytest_metatrace.state import cache_dir
-
-    own = metatrace_settings.of(SensitivitySettings)
-    grid = get_grid(parameter)
     try:
-        result = sensitivity_search(
-            metatrace_embeddings,
-            metatrace_dataset,
-            grid,
-            probe=probe_from_settings(metatrace_settings, trial_share=3),
-            seeds=own.sensitivity_seeds,
-            base_seed=metatrace_settings.seed,
-            margin=own.sensitivity_margin,
-            method=own.sensitivity_search,
-            cache_dir=cache_dir(request.config),
-        )
-    except ProbeInputError as exc:
-        message = f"cannot search {grid.title} sensitivity on {metatrace_dataset.id}: {exc}"
+        result = sensitivity(metatrace_embeddings, metatrace_dataset, parameter, metatrace_settings)
+    except ProbeInputError as exc:  # e.g. a dataset too small for the validation split
+        message = f"cannot search {parameter} sensitivity on {metatrace_dataset.id}: {exc}"
         pytest.fail(message, pytrace=False)
     (record,) = result.to_records(encoder=metatrace_encoder.id, dataset=metatrace_dataset.id)
-    metatrace_record.gate(record, f"sensitivity.{parameter}", what=f"{grid.title} sensitivity")
+    metatrace_record.gate(record, f"sensitivity.{parameter}", what=f"{result.title} sensitivity")
     metatrace_record.assert_gates()
     if result.verdict == "undecided":
-        pytest.skip(
-            f"too few test images to decide: {result.n_test_images}, need at least {result.need}"
-        )
+        need = f"need at least {result.need}"
+        pytest.skip(f"too few test images to decide: {result.n_test_images}, {need}")
