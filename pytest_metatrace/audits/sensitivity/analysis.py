@@ -317,7 +317,8 @@ def sensitivity_search(
     or ``hypothesis`` (:func:`hypothesis.find` with shrinking; needs the
     ``hypothesis`` package; its example database lives under
     ``cache_dir/sensitivity/hypothesis``). With ``cache_dir`` every evaluated
-    step is remembered in ``cache_dir/sensitivity/steps-<key>.json``.
+    step is remembered in ``cache_dir/sensitivity/steps-<key>.json`` (one file per grid
+    and setting, so workers searching other parameters never write the same file).
     Raises :class:`ProbeInputError` when the data cannot support the probe.
     """
     if method not in SEARCH_METHODS:
@@ -330,6 +331,7 @@ def sensitivity_search(
     n_test = len(split.test)
     threshold = CHANCE + margin
     need = min_decidable_n(threshold, level=level, binary=True)
+    names = grid.names()
     params: dict[str, Any] = {
         "probe": probe.get_params(),
         "seeds": seeds,
@@ -347,12 +349,12 @@ def sensitivity_search(
             "dataset": dataset.fingerprint,
             "split": [embeddings.seed, embeddings.test_fraction],
             "reference": REFERENCE,
+            "grid": [grid.parameter, *names],
             **{k: v for k, v in params.items() if k not in ("method", "max_examples")},
         }
     )
     folder = cache_dir / "sensitivity" if cache_dir is not None else None
     memo = _StepMemo(folder / f"steps-{key}.json" if folder is not None else None)
-    names = grid.names()
     computed = 0
 
     def evaluate(index: int) -> StepResult:
