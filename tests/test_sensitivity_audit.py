@@ -90,3 +90,18 @@ def test_always_runs_it_without_naming_and_options_are_checked(
     )
     assert bad.ret != 0
     bad.stderr.fnmatch_lines(["*sensitivity-margin*0.5*"])
+
+
+def test_the_installed_audit_runs_when_its_module_is_named_with_pyargs(
+    sens_project: pytest.Pytester,
+) -> None:
+    pytester = sens_project
+    base = (*FAST, "--metatrace-data=tiny60", "--metatrace-report=none", "--pyargs")
+    package = pytester.runpytest(*base, "pytest_metatrace.audits", "-k", "sensitivity")
+    # the package is not the module: its three sensitivity tests are deselected too
+    assert package.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert not {"passed", "failed", "skipped"} & set(package.parseoutcomes())
+    module = pytester.runpytest(
+        *base, "pytest_metatrace.audits.sensitivity.test_sensitivity", "-k", "resize"
+    )
+    module.assert_outcomes(passed=1, deselected=2)
