@@ -342,10 +342,14 @@ def sensitivity_search(
         "max_examples": max_examples,
         "score": "paired: changed version's margin > reference version's",
     }
+    # The store's file name names the encoder fingerprint, device type and precision:
+    # embeddings computed on another device are other numbers, hence another memo.
+    store = getattr(embeddings, "store", None)
     key = _memo_key(
         {
             "version": _MEMO_VERSION,
             "encoder": embeddings.encoder.fingerprint,
+            "store": store.path.name if store is not None else None,
             "dataset": dataset.fingerprint,
             "split": [embeddings.seed, embeddings.test_fraction],
             "reference": REFERENCE,
