@@ -85,6 +85,18 @@ def test_always_runs_it_without_naming_and_options_are_checked(
         *base, "audits", "--metatrace-sensitivity=always", "-k", "test_sensitivity and resize"
     )
     result.assert_outcomes(passed=1, deselected=15)
+    hyp = pytester.runpytest(
+        *base,
+        "audits/test_sensitivity.py",
+        "-k",
+        "resize",
+        "--metatrace-sensitivity-search=hypothesis",
+        "--metatrace-json=h.json",
+    )
+    hyp.assert_outcomes(passed=1, deselected=2)
+    (rec,) = json.loads((pytester.path / "h.json").read_text())["records"]
+    assert rec["details"]["method"] == "hypothesis"
+    assert (pytester.path / ".metatrace_cache" / "sensitivity" / "hypothesis").is_dir()
     bad = pytester.runpytest(
         *base, "audits/test_sensitivity.py", "--metatrace-sensitivity-margin=0.5"
     )
