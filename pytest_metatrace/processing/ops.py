@@ -7,7 +7,9 @@ operation except the bare JPEG classes ends with a re-encode to JPEG quality
 
 The table names 14 distinct operations; the four parameter groups use 16
 class slots because ``jpeg95_444`` is the "none" class of both the sharpening
-and the resizing group (and a member of the JPEG group).
+and the resizing group (and a member of the JPEG group). :func:`get_processing`
+also parses parametric names (``jpeg92_444``, ``sharpen1.2``, ``resize0.9``:
+:mod:`~pytest_metatrace.processing.parametric`) into operations of the same kinds.
 """
 
 from __future__ import annotations
