@@ -77,6 +77,10 @@ _EXPORTS = {
     "embedding_map": f"{_AUDITS}.acquisition_traces.mask_sweep",
     "EmbeddingMap": f"{_AUDITS}.acquisition_traces.mask_sweep",
     "masked_features": f"{_AUDITS}.acquisition_traces.fixtures",
+    # sensitivity
+    "sensitivity": f"{_AUDITS}.sensitivity.analysis",
+    "SensitivityResult": f"{_AUDITS}.sensitivity.analysis",
+    "SENSITIVITY_PARAMETERS": f"{_AUDITS}.sensitivity.spec:PARAMETERS",
     # cross-camera retrieval
     "RetrievalSettings": f"{_AUDITS}.cross_camera_retrieval.spec",
     "CrossCameraRetrieval": f"{_AUDITS}.cross_camera_retrieval.analysis",
@@ -111,6 +115,7 @@ __all__ = [
     "PARAMETER_GROUPS",
     "PROCESSING_CLASSES",
     "SEMANTIC_GAPS",
+    "SENSITIVITY_PARAMETERS",
     "SWEEP_RATIOS",
     "AcquisitionProbeResult",
     "AcquisitionSettings",
@@ -150,6 +155,7 @@ __all__ = [
     "SemanticCurve",
     "SemanticDetails",
     "SemanticInfluenceResult",
+    "SensitivityResult",
     "Settings",
     "TargetPlan",
     "View",
@@ -179,6 +185,7 @@ __all__ = [
     "run_mask_sweep",
     "run_processing_probe",
     "semantic_influence",
+    "sensitivity",
     "target_labels",
 ]
 
@@ -238,6 +245,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         KnnInfluenceResult,
     )
     from pytest_metatrace.audits.semantic_influence.results import SemanticDetails
+    from pytest_metatrace.audits.sensitivity.analysis import SensitivityResult, sensitivity
+    from pytest_metatrace.audits.sensitivity.spec import PARAMETERS as SENSITIVITY_PARAMETERS
     from pytest_metatrace.data import Dataset, load_dataset, register_dataset
     from pytest_metatrace.data.pairs import PairedDataset
     from pytest_metatrace.embeddings import Embeddings, View

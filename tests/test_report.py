@@ -519,6 +519,59 @@ def retrieval_records(seed: int, thumbs: dict[str, str]) -> list[dict[str, Any]]
     return records
 
 
+def sensitivity_records(seed: int) -> list[Record]:
+    """Sensitivity records (no probe run): bisection's steps with paired accuracies."""
+    from pytest_metatrace.analysis.intervals import gate_interval
+    from pytest_metatrace.audits.sensitivity.analysis import SensitivityResult, StepResult
+    from pytest_metatrace.audits.sensitivity.search import GRIDS
+
+    rng = random.Random(seed)
+    records = []
+    for parameter, grid in GRIDS.items():
+        tried = sorted({len(grid) - 1, len(grid) // 2, len(grid) // 4, len(grid) // 4 + 1})
+        steps = []
+        for i in tried:
+            hits = [1.0 if rng.random() < min(0.98, 0.45 + 0.1 * i) else 0.0 for _ in range(60)]
+            interval = gate_interval(hits)
+            steps.append(
+                StepResult(
+                    name=grid.name(i),
+                    size=grid.size(i),
+                    accuracy=interval.estimate,
+                    interval=interval,
+                    verdict="detected" if interval.low > 0.55 else "not detected",
+                    threshold=0.55,
+                    need=7,
+                    top1=interval.estimate,
+                    n_test_images=60,
+                    wall_time_s=0.5,
+                )
+            )
+        detected = [s for s in steps if s.verdict == "detected"]
+        first = detected[0] if detected else None
+        result = SensitivityResult(
+            parameter=parameter,
+            title=grid.title,
+            parameter_unit=grid.unit,
+            reference="jpeg95_444",
+            method="bisect",
+            verdict="detected" if first else "none detected",
+            smallest=first.name if first else None,
+            smallest_size=first.size if first else None,
+            smallest_value=None,
+            grid=grid.names(),
+            steps=steps,
+            evaluations=len(steps),
+            computed=len(steps),
+            margin=0.05,
+            chance=0.5,
+            need=7,
+            n_test_images=60,
+        )
+        records += result.to_records(encoder="lite0", dataset="demo")
+    return records
+
+
 def make_document(seed: int = 0) -> dict[str, Any]:
     """A realistic, schema-valid results document with every audit kind."""
     rng = random.Random(seed)
@@ -526,6 +579,7 @@ def make_document(seed: int = 0) -> dict[str, Any]:
     thumbs = {f"t{c}_{s}": _thumb(palette[c], s) for c in range(4) for s in range(3)}
     records = drift_records(rng) + probe_records(rng) + semantic_records(rng, thumbs)
     records += acquisition_records(seed) + retrieval_records(seed, thumbs)
+    records += sensitivity_records(seed)
     tests = [
         {
             "nodeid": f"audits/test_probe.py::test_probe[{g}]",

@@ -62,6 +62,7 @@ class Embeddings:
         self.seed = seed
         self.test_fraction = test_fraction
         self.mask_ratio = mask_ratio
+        self.cache_dir = Path(cache_dir)  #: the cache folder (audits keep derived results there)
         self.store = open_store(
             store_url,
             Path(cache_dir),

@@ -24,6 +24,8 @@ _EXPORTS = {
     "interp_scale": "pytest_metatrace.processing.ops",
     "jpeg_roundtrip": "pytest_metatrace.processing.ops",
     "list_processing": "pytest_metatrace.processing.ops",
+    "ProcessingNameError": "pytest_metatrace.processing.parametric",
+    "parametric_name": "pytest_metatrace.processing.parametric",
 }
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "PROCESSING_CLASSES",
     "PROCESSING_VERSION",
     "ParameterGroup",
+    "ProcessingNameError",
     "ProcessingOp",
     "apply_center_mask",
     "get_group",
@@ -40,6 +43,7 @@ __all__ = [
     "jpeg_roundtrip",
     "list_processing",
     "mask_box",
+    "parametric_name",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -58,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         jpeg_roundtrip,
         list_processing,
     )
+    from pytest_metatrace.processing.parametric import ProcessingNameError, parametric_name
 
 
 def __getattr__(name: str) -> Any:

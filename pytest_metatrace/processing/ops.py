@@ -7,7 +7,9 @@ operation except the bare JPEG classes ends with a re-encode to JPEG quality
 
 The table names 14 distinct operations; the four parameter groups use 16
 class slots because ``jpeg95_444`` is the "none" class of both the sharpening
-and the resizing group (and a member of the JPEG group).
+and the resizing group (and a member of the JPEG group). :func:`get_processing`
+also parses parametric names (``jpeg92_444``, ``sharpen1.2``, ``resize0.9``:
+:mod:`~pytest_metatrace.processing.parametric`) into operations of the same kinds.
 """
 
 from __future__ import annotations
@@ -174,14 +176,32 @@ def list_processing() -> list[str]:
 
 
 def get_processing(name: str) -> ProcessingOp:
-    """Look up a processing class by name, with a helpful error for typos."""
-    try:
-        return PROCESSING_CLASSES[name]
-    except KeyError:
-        import difflib
+    """Look up a processing class by name, with a helpful error for typos.
 
-        close = difflib.get_close_matches(name, PROCESSING_CLASSES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(
-            f"unknown processing class {name!r}{hint} (known: {', '.join(PROCESSING_CLASSES)})"
-        ) from None
+    The 14 fixed classes return their catalog entry; the parametric forms
+    ``jpeg<q>_<444|420>``, ``sharpen<f>`` and ``resize<r>``
+    (:mod:`~pytest_metatrace.processing.parametric`) return an operation of
+    the same kind, keyed by its parameter. Raises
+    :class:`~pytest_metatrace.processing.parametric.ProcessingNameError` (a
+    ``KeyError``) for anything else.
+    """
+    op = PROCESSING_CLASSES.get(name)
+    if op is not None:
+        return op
+    from pytest_metatrace.processing.parametric import (
+        PARAMETRIC_FORMS,
+        ProcessingNameError,
+        parse_parametric,
+    )
+
+    op = parse_parametric(name)
+    if op is not None:
+        return op
+    import difflib
+
+    close = difflib.get_close_matches(name, PROCESSING_CLASSES, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ProcessingNameError(
+        f"unknown processing class {name!r}{hint} (known: {', '.join(PROCESSING_CLASSES)}; "
+        f"parametric: {'; '.join(PARAMETRIC_FORMS)})"
+    )
