@@ -414,6 +414,7 @@ class Controller:
             reporter = node.config.pluginmanager.getplugin("terminalreporter")
             if reporter is None:
                 return
+
             def write(line: str) -> None:
                 # xdist's progress dots are not a line pytest knows about: end them first
                 if reporter._tw.width_of_current_line:
