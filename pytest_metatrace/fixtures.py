@@ -375,7 +375,14 @@ class Recorder:
         min_n = _apply_gate_interval(record, key, bounds)
         resolved = resolve_threshold(key, self._threshold_sources())
         try:
-            record.gate = evaluate_gate(record, key, resolved, what=what, min_n=min_n)
+            record.gate = evaluate_gate(
+                record,
+                key,
+                resolved,
+                what=what,
+                min_n=min_n,
+                direction=_gate_direction(self._item.config, key),
+            )
         except ThresholdError as exc:
             raise pytest.UsageError(f"{key}: {exc}") from None
         if record.gate is not None and get_settings(self._item.config).gate == "baseline":
@@ -415,6 +422,14 @@ class Recorder:
 def undecided_reason(gates: list[GateOutcome]) -> str:
     """The skip reason of a test whose gates could not decide: each gate's first line."""
     return "; ".join(g.message.split("\n", 1)[0] for g in gates)
+
+
+def _gate_direction(config: pytest.Config, key: str) -> str:
+    """``above`` or ``below``: which side of its threshold fails ``key`` (its gate family)."""
+    from pytest_metatrace.registry import session_registry
+
+    family = session_registry(config).gate_family(key)
+    return family.direction if family is not None else "above"
 
 
 def _gate_bounds(config: pytest.Config, key: str) -> tuple[float, float]:

@@ -156,6 +156,7 @@ def evaluate_gate(
     *,
     what: str,
     min_n: Callable[[float], int | None] | None = None,
+    direction: str = "above",
 ) -> GateOutcome | None:
     """Compare ``record`` with its threshold; None when no threshold applies.
 
@@ -164,8 +165,13 @@ def evaluate_gate(
     (None: no number can, the threshold is at or above the highest possible
     score, so the gate passes whatever the data); with fewer than that in
     ``record.scores`` the outcome is *undecided* ("too few test images to
-    decide"), neither passed nor failed.
+    decide"), neither passed nor failed. ``direction="below"`` (a gate
+    family whose smaller values are the stronger trace, e.g. the smallest
+    detectable step) fails when the interval's upper end, or the value, is
+    below the threshold; a missing value (nothing detected) passes.
     """
+    if direction == "below":
+        return _evaluate_below(record, key, resolved, what=what)
     if resolved is None:
         return None
     spec, source, pattern = resolved
@@ -215,6 +221,49 @@ def evaluate_gate(
         passed=passed,
         message=message,
         min_n=need,
+    )
+
+
+def _evaluate_below(
+    record: Record, key: str, resolved: tuple[ThresholdSpec, str, str] | None, *, what: str
+) -> GateOutcome | None:
+    """:func:`evaluate_gate` for families where a smaller value is the stronger trace."""
+    if resolved is None:
+        return None
+    spec, source, pattern = resolved
+    threshold = spec.resolve(record.chance)
+    unit = record.unit
+    value = float(record.value)
+    if record.interval is not None:
+        compared_value, compared = float(record.interval["high"]), "interval high"
+    else:
+        compared_value, compared = value, "value"
+    found = value == value  # NaN: nothing was detected
+    passed = not (found and compared_value < threshold)
+    measured = _fmt(value, unit) if found else "none (no step of the grid was detected)"
+    compared_text, shown = format_apart(compared_value, threshold, unit)
+    verdict = "is not below" if passed else "is below"
+    message = (
+        f"{key}: the {what} of {record.encoder} on {record.dataset} {verdict} its threshold "
+        "(here a smaller value is the stronger trace).\n"
+        f"  measured {record.metric} {measured}\n"
+        f"  threshold {shown}, from the {_where(source, pattern, spec)}\n"
+        f"  the gate fails only when the {compared} ({compared_text if found else 'none'}) "
+        "is below the threshold.\n"
+        f"  To change it: --metatrace-threshold {key}=VALUE on the command line, a line "
+        f"`{key} = VALUE` under `metatrace_threshold` in your ini file, or "
+        f'@pytest.mark.metatrace_threshold({{"{key}": VALUE}}) on the test '
+        f"(VALUE: {_value_forms(record)})."
+    )
+    return GateOutcome(
+        key=key,
+        threshold=threshold,
+        spec=spec.text,
+        source=source,
+        compared=compared,
+        passed=passed,
+        message=message,
+        direction="below",
     )
 
 

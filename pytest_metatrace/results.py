@@ -33,6 +33,8 @@ class GateOutcome:
     message: str  #: one-paragraph explanation, used as the assertion message
     #: False when ``--metatrace-gate=baseline`` makes this check reported, not gating
     gating: bool = True
+    #: ``above``: fails when significantly above the threshold; ``below``: when below it
+    direction: str = "above"
     #: False when too few test images were given for the gate to be able to fail at all
     #: (``passed`` is then False too, and the outcome is "undecided", not a failure)
     decided: bool = True

@@ -110,6 +110,10 @@ class GateFamily:
     #: comparison fails only above it unless ``--metatrace-baseline-tolerance`` sets one
     tolerance: float = 0.0
     tolerance_reason: str = ""  #: why this tolerance (README "Gating")
+    #: ``above``: a gate fails when the trace is significantly above its threshold;
+    #: ``below``: smaller values are the stronger trace (the smallest detectable step),
+    #: and a gate fails when the value is below its threshold
+    direction: str = "above"
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,15 @@ class Failure:
         metric = rec.get("metric")
         if self.kind == "threshold":
             interval = rec.get("interval") or {}
-            low = interval.get("low") if check.get("compared") == "interval low" else None
+            end = {"interval low": "low", "interval high": "high"}.get(str(check.get("compared")))
+            low = interval.get(end) if end else None
             compared = rec.get("value") if low is None else low
             shown, bound = format_apart(_num(compared), _num(check.get("threshold")), unit)
+            sign = "<" if check.get("direction") == "below" else ">"
             if low is None:
-                return f"{metric} {shown} > threshold {bound}"
+                return f"{metric} {shown} {sign} threshold {bound}"
             value = _fmt(rec.get("value"), unit)
-            return f"{metric} {value} (interval low {shown}) > threshold {bound}"
+            return f"{metric} {value} (interval {end} {shown}) {sign} threshold {bound}"
         low_text, tol = format_apart(
             _num(check.get("low")),
             _num(check.get("tolerance")),

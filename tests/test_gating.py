@@ -149,3 +149,54 @@ def test_records_without_per_image_scores_are_never_undecided():
     resolved = (parse_threshold("0.6"), "default", "probe.jpeg")
     out = evaluate_gate(rec(0.7, 0.61, 0.8), "probe.jpeg", resolved, what="t", min_n=_need(99))
     assert out is not None and out.decided and not out.passed
+
+
+def _step(value, interval=None):
+    return Record(
+        audit="sensitivity",
+        metric="smallest_step",
+        value=value,
+        encoder="enc",
+        dataset="ds",
+        parameter="jpeg",
+        unit="quality points",
+        interval=interval,
+    )
+
+
+def test_a_below_gate_fails_when_a_smaller_step_than_its_threshold_is_detected():
+    resolved = (parse_threshold("5"), "command line", "sensitivity.jpeg")
+    out = evaluate_gate(_step(3.0), "sensitivity.jpeg", resolved, what="t", direction="below")
+    assert out is not None and not out.passed and out.direction == "below"
+    assert (
+        "is below its threshold" in out.message and "smaller value is the stronger" in out.message
+    )
+    out = evaluate_gate(_step(10.0), "sensitivity.jpeg", resolved, what="t", direction="below")
+    assert out is not None and out.passed
+    # equality is not "below"; nothing detected (no value) is no trace
+    out = evaluate_gate(_step(5.0), "sensitivity.jpeg", resolved, what="t", direction="below")
+    assert out is not None and out.passed
+    out = evaluate_gate(
+        _step(float("nan")), "sensitivity.jpeg", resolved, what="t", direction="below"
+    )
+    assert out is not None and out.passed and "no step of the grid was detected" in out.message
+    # with an interval, its upper end must be below the threshold
+    iv = {"low": 2.0, "high": 6.0, "level": 0.95}
+    out = evaluate_gate(_step(3.0, iv), "sensitivity.jpeg", resolved, what="t", direction="below")
+    assert out is not None and out.passed and out.compared == "interval high"
+
+
+def test_the_sensitivity_family_gates_below() -> None:
+    family = default_registry().gate_family("sensitivity.jpeg")
+    assert family is not None and family.direction == "below"
+    assert default_registry().gate_family("probe.jpeg").direction == "above"
+
+
+def test_a_below_failure_reads_as_below_in_the_summaries() -> None:
+    from pytest_metatrace.summary import failures
+
+    resolved = (parse_threshold("5"), "command line", "sensitivity.jpeg")
+    rec = _step(3.0)
+    rec.gate = evaluate_gate(rec, "sensitivity.jpeg", resolved, what="t", direction="below")
+    (failure,) = failures([rec.to_dict()])
+    assert failure.headline() == "smallest_step 3 < threshold 5"

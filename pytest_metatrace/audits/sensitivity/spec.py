@@ -89,11 +89,12 @@ SPEC = AuditSpec(
             "the smallest detected step, in the parameter's unit (quality points, factor)",
             0.0,
             100.0,
-            reason="informational: the value is a step size, where smaller means a more "
-            "sensitive encoder, and the gates fail on values above a threshold, so a threshold "
-            "here would fail the less sensitive encoder; gating 'fails when it detects a step "
-            "smaller than X' needs a direction on gate families",
+            reason="informational, like drift: how small a step an encoder notices is a "
+            "property to watch across releases (a baseline), not one with a level that is "
+            "wrong for every encoder; a threshold X fails an encoder that detects a step "
+            "smaller than X (a smaller step is the stronger trace)",
             bounds=(0.0, 100.0),
+            direction="below",
         ),
     ),
     gate_keys=tuple(f"sensitivity.{p}" for p in PARAMETERS),
