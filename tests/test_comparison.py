@@ -36,7 +36,9 @@ ENCODERS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
 }
 
 
-def _record(audit: str, metric: str, enc: str, param: Any, value: float, **extra: Any) -> dict:
+def _record(
+    audit: str, metric: str, enc: str, param: Any, value: float | None, **extra: Any
+) -> dict:
     return {
         "audit": audit,
         "metric": metric,
@@ -405,3 +407,25 @@ def test_compare_command_reports_an_unreadable_file(
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.json")])
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_smallest_detected_step_ranks_the_more_sensitive_encoder_first():
+    """Issue 19: a smaller detected step is the stronger trace; nothing detected is not ranked."""
+    records = [
+        _record("sensitivity", "smallest_step", "lite0", "jpeg", 5.0, unit="quality points"),
+        _record("sensitivity", "smallest_step", "lite1", "jpeg", 10.0, unit="quality points"),
+        _record("sensitivity", "smallest_step", "lite2", "jpeg", None, unit="quality points"),
+    ]
+    doc = {
+        "run": {},
+        "records": records,
+        "encoders": [{"id": "lite0"}, {"id": "lite1"}, {"id": "lite2"}],
+    }
+    context = comparison_context(normalize_document(doc))
+    assert context is not None
+    (block,) = context["blocks"]
+    assert (block["audit"], block["metric"]) == ("sensitivity", "smallest_step")
+    assert block["strongest"] == "a lower value is a stronger trace"
+    ranks = {row["encoder"]: row["cells"][0]["rank"] for row in block["table"]}
+    assert ranks["lite0"] == 1 and ranks["lite1"] == 2
+    assert ranks.get("lite2") is None  # no step detected: no value to rank

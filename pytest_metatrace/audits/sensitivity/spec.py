@@ -110,6 +110,8 @@ SPEC = AuditSpec(
             order=90,
         ),
     ),
-    metrics=(MetricSpec("sensitivity", "smallest_step", "none", "smallest detected step", "none"),),
+    metrics=(
+        MetricSpec("sensitivity", "smallest_step", "lower", "smallest detected step", "none"),
+    ),
     fixtures="pytest_metatrace.audits.sensitivity.selection",
 )
