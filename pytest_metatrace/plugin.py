@@ -47,7 +47,12 @@ from pytest_metatrace.registry import create_registry, session_registry
 from pytest_metatrace.session import PROP_EXTRACT, PROP_USED, MetatraceSession
 from pytest_metatrace.settings import core_options, get_settings
 from pytest_metatrace.state import STATE_KEY, ProcessState, cache_dir
-from pytest_metatrace.summary import audit_summary_lines, failure_lines, readable_properties
+from pytest_metatrace.summary import (
+    audit_summary_lines,
+    failure_counts,
+    failure_lines,
+    readable_properties,
+)
 
 # At plugin load, before any conftest or fixture imports torch: OpenMP reads it once (_omp).
 set_passive_omp_wait()
@@ -99,6 +104,34 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     finally:
         config._ensure_unconfigure()
     return 0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """``--junitxml``: the run's failed checks as testsuite properties, counted once each.
+
+    ``metatrace_failed`` (threshold + baseline, gating), ``metatrace_threshold_failures``,
+    ``metatrace_baseline_failures``, ``metatrace_reported`` (not gating) and
+    ``metatrace_undecided``; runs before the XML is written, on the controller only.
+    """
+    config = session.config
+    if _is_worker(config) or SESSION_KEY not in config.stash:
+        return
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    records = config.stash[SESSION_KEY].records
+    if xml is None or not records:
+        return
+    counts = failure_counts(records)
+    for name, key in (
+        ("metatrace_failed", "failed"),
+        ("metatrace_threshold_failures", "threshold"),
+        ("metatrace_baseline_failures", "baseline"),
+        ("metatrace_reported", "reported"),
+        ("metatrace_undecided", "undecided"),
+    ):
+        xml.add_global_property(name, counts[key])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -482,3 +482,19 @@ def test_undecided_alone_exits_zero_but_says_so(pytester: pytest.Pytester) -> No
     result.assert_outcomes(skipped=2)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*2 undecided (too few test images)*"])
+
+
+def test_junit_xml_counts_failed_and_undecided_gates_once(pytester: pytest.Pytester) -> None:
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(test_small=SMALL_AUDIT)
+    pytester.runpytest(
+        "-p", "no:cacheprovider", "--metatrace-threshold", "mine.m=0.9", "--junitxml=j.xml"
+    )
+    suite = ET.parse(pytester.path / "j.xml").getroot().find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["metatrace_failed"] == "1"
+    assert props["metatrace_threshold_failures"] == "1"
+    assert props["metatrace_baseline_failures"] == "0"
+    assert props["metatrace_undecided"] == "2"
