@@ -121,7 +121,8 @@ def measure(args: argparse.Namespace, contended: bool, passive: bool) -> dict[st
     """One condition: the workload with (or without) a busy loop on every core."""
     workers: list[mp.Process] = []
     if contended:
-        workers = [mp.Process(target=_busy, daemon=True) for _ in range(os.cpu_count() or 1)]
+        count = args.busy or os.cpu_count() or 1
+        workers = [mp.Process(target=_busy, daemon=True) for _ in range(count)]
         for w in workers:
             w.start()
         time.sleep(0.5)
@@ -142,6 +143,9 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="/tmp/bench-contention-cache", help="(audit)")
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     parser.add_argument("--readme", action="store_true", help="write the table into README")
+    parser.add_argument(
+        "--busy", type=int, default=0, help="competing busy-loop processes (default: one per core)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
@@ -163,11 +167,15 @@ def main() -> None:
     print(table)
     if args.readme:
         text = README.read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            text = head + START + "\n" + table + END + rest.split(END, 1)[1]
+        start, end = START, END
+        if args.busy and args.busy != os.cpu_count():  # its own table beside the default one
+            start, end = (m.replace("bench_contention", f"bench_contention_busy{args.busy}")
+                          for m in (START, END))  # fmt: skip
+        if start in text and end in text:
+            head, rest = text.split(start, 1)
+            text = head + start + "\n" + table + end + rest.split(end, 1)[1]
         else:
-            text = text.rstrip("\n") + "\n\n" + START + "\n" + table + END + "\n"
+            text = text.rstrip("\n") + "\n\n" + start + "\n" + table + end + "\n"
         README.write_text(text)
 
 
@@ -197,7 +205,9 @@ def render(
         "| | OMP_WAIT_POLICY unset | PASSIVE | PASSIVE / unset |",
         "|---|---|---|---|",
     ]  # fmt: skip
-    for contended, label in ((False, "quiet"), (True, "busy loop on every core")):
+    busy = args.busy or os.cpu_count() or 1
+    busy_label = "busy loop on every core" if busy == os.cpu_count() else f"{busy} busy loop(s)"
+    for contended, label in ((False, "quiet"), (True, busy_label)):
         ratio = med[(contended, True)] / med[(contended, False)]
         lines.append(
             f"| {label} | {cell((contended, False))} | {cell((contended, True))} | {ratio:.2f} |"
