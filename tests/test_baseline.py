@@ -244,13 +244,19 @@ def test_baseline_round_trip_end_to_end(gain_project: pytest.Pytester):
     strong.stdout.fnmatch_lines(
         ["*GREW drift.jpeg75_420 [[]tiny_strong / tinyset / jpeg75_420[]]*"]
     )
-    # JUnit: one readable property per record, no JSON carriers
+    # JUnit: one readable property per record, no JSON carriers; the suite's counts
     junit = ElementTree.parse(pytester.path / "j.xml")
     props = {p.get("name"): p.get("value") for p in junit.iter("property")}
     assert set(props) == {
         "metatrace.processing_drift.mean_cosine_distance.jpeg75_420",
         "metatrace.processing_drift.mean_cosine_distance.sharpen4",
+        "metatrace_failed",
+        "metatrace_threshold_failures",
+        "metatrace_baseline_failures",
+        "metatrace_reported",
+        "metatrace_undecided",
     }
+    assert props["metatrace_baseline_failures"] == props["metatrace_failed"] != "0"
     assert props["metatrace.processing_drift.mean_cosine_distance.jpeg75_420"].startswith(
         f"mean_cosine_distance {cand['jpeg75_420']['value']:.4g} (95% CI "
     )
