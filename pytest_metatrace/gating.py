@@ -206,11 +206,7 @@ def evaluate_gate(
         f"  measured {record.metric} {measured}\n"
         f"  threshold {shown}, from the {where}\n"
         f"  the gate fails only when the {'interval lower end' if record.interval else 'value'} "
-        f"({compared_text}) exceeds the threshold.\n"
-        f"  To change it: --metatrace-threshold {key}=VALUE on the command line, a line "
-        f"`{key} = VALUE` under `metatrace_threshold` in your ini file, or "
-        f'@pytest.mark.metatrace_threshold({{"{key}": VALUE}}) on the test '
-        f"(VALUE: {_value_forms(record)})."
+        f"({compared_text}) exceeds the threshold.\n" + _how_to_change(key, record)
     )
     return GateOutcome(
         key=key,
@@ -249,11 +245,7 @@ def _evaluate_below(
         f"  measured {record.metric} {measured}\n"
         f"  threshold {shown}, from the {_where(source, pattern, spec)}\n"
         f"  the gate fails only when the {compared} ({compared_text if found else 'none'}) "
-        "is below the threshold.\n"
-        f"  To change it: --metatrace-threshold {key}=VALUE on the command line, a line "
-        f"`{key} = VALUE` under `metatrace_threshold` in your ini file, or "
-        f'@pytest.mark.metatrace_threshold({{"{key}": VALUE}}) on the test '
-        f"(VALUE: {_value_forms(record)})."
+        "is below the threshold.\n" + _how_to_change(key, record)
     )
     return GateOutcome(
         key=key,
@@ -264,6 +256,16 @@ def _evaluate_below(
         passed=passed,
         message=message,
         direction="below",
+    )
+
+
+def _how_to_change(key: str, record: Record) -> str:
+    """The last sentence of a gate's message: the three places that set its threshold."""
+    return (
+        f"  To change it: --metatrace-threshold {key}=VALUE on the command line, a line "
+        f"`{key} = VALUE` under `metatrace_threshold` in your ini file, or "
+        f'@pytest.mark.metatrace_threshold({{"{key}": VALUE}}) on the test '
+        f"(VALUE: {_value_forms(record)})."
     )
 
 
