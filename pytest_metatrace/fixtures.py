@@ -371,7 +371,7 @@ class Recorder:
         done = (id(record), key)
         if done in self._gated:
             return self._gated[done]
-        bounds = _gate_bounds(self._item.config, key)
+        bounds, direction = _gate_rules(self._item.config, key)
         min_n = _apply_gate_interval(record, key, bounds)
         resolved = resolve_threshold(key, self._threshold_sources())
         try:
@@ -381,7 +381,7 @@ class Recorder:
                 resolved,
                 what=what,
                 min_n=min_n,
-                direction=_gate_direction(self._item.config, key),
+                direction=direction,
             )
         except ThresholdError as exc:
             raise pytest.UsageError(f"{key}: {exc}") from None
@@ -424,22 +424,14 @@ def undecided_reason(gates: list[GateOutcome]) -> str:
     return "; ".join(g.message.split("\n", 1)[0] for g in gates)
 
 
-def _gate_direction(config: pytest.Config, key: str) -> str:
-    """``above`` or ``below``: which side of its threshold fails ``key`` (its gate family)."""
-    from pytest_metatrace.registry import session_registry
-
-    family = session_registry(config).gate_family(key)
-    return family.direction if family is not None else "above"
-
-
-def _gate_bounds(config: pytest.Config, key: str) -> tuple[float, float]:
-    """The bounds of ``key``'s per-image scores, from its gate family ((0, 1) if none)."""
+def _gate_rules(config: pytest.Config, key: str) -> tuple[tuple[float, float], str]:
+    """``key``'s gate family's score bounds and direction (``(0, 1)`` and ``above`` if none)."""
     from pytest_metatrace.registry import session_registry
 
     family = session_registry(config).gate_family(key)
     if family is None:
-        return (0.0, 1.0)
-    return (float(family.bounds[0]), float(family.bounds[1]))
+        return (0.0, 1.0), "above"
+    return (float(family.bounds[0]), float(family.bounds[1])), family.direction
 
 
 def _apply_gate_interval(
