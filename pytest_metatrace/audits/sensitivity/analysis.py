@@ -37,9 +37,9 @@ embedding, fits no probe and tries no new step.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -282,14 +282,12 @@ class _StepMemo:
     def save(self) -> None:
         if self.path is None:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            text = json.dumps({"steps": {k: v.to_dict() for k, v in self.steps.items()}})
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(self.path)
-        except OSError:
-            pass  # a read-only cache folder: the search still works, it is not remembered
+        from pytest_metatrace._files import atomic_write_text
+
+        text = json.dumps({"steps": {k: v.to_dict() for k, v in self.steps.items()}})
+        # a read-only cache folder: the search still works, it is not remembered
+        with contextlib.suppress(OSError):
+            atomic_write_text(self.path, text)
 
 
 def _memo_key(parts: Mapping[str, Any]) -> str:
