@@ -162,9 +162,7 @@ class _Unpickler(pickle.Unpickler):
 def _load(path: Path) -> tuple[bool, Any]:
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        return False, None
-    except OSError:
+    except OSError:  # absent, or unreadable: computed (and rewritten) below
         return False, None
     try:
         return True, _Unpickler(io.BytesIO(data)).load()
