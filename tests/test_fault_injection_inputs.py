@@ -799,3 +799,22 @@ def test_tiny_pairs_crop_fails_the_retrieval_audit_with_the_fix(
     )
     assert "use --metatrace-pairs-crop=0.098 or more (1 turns the crop protocol off)" in out
     assert "ZeroDivisionError" not in out and "Traceback" not in out
+
+
+def test_a_job_summary_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    from pytest_metatrace.report.markdown import write_summaries
+
+    fifo = tmp_path / "step_summary"
+    os.mkfifo(fifo)
+    record = {"audit": "mine", "metric": "m", "value": 0.5, "encoder": "e", "dataset": "d"}
+    out = _bounded(
+        lambda: write_summaries(
+            None, [record], report_path=None, json_path=None, cwd=tmp_path, step_summary=str(fifo)
+        ),
+        seconds=20,
+    )
+    assert out.step_summary is None
+    assert out.errors == [
+        f"could not append the Markdown summary to $GITHUB_STEP_SUMMARY ({fifo}): not a "
+        "regular file (a pipe, device or socket); GitHub's job summary is a regular file"
+    ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -280,6 +281,17 @@ def append_step_summary(
     text = render_markdown(
         records, report_path=report_path, json_path=json_path, relative_to=relative_to, links=False
     )
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:  # a pipe without a reader would block the session's end forever
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise OSError(
+                errno.EINVAL,
+                "not a regular file (a pipe, device or socket); GitHub's job summary is a "
+                "regular file",
+            )
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(("\n" if handle.tell() else "") + text)
     return path
